@@ -1,0 +1,38 @@
+# The README's two commands: `make test` and `make demo`. Each sets itself up on a fresh machine.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# The CPU build that lies on this kind of machine's disk; GPU machines install their own torch first.
+TORCH  ?= torch==2.13.0
+# The demo's input: the public trajectories beside the checkout where there are some, else the bundled ones.
+DATA   ?= $(firstword $(wildcard ../shared/data/trajectories) trajectories)
+
+.PHONY: venv docker test demo lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+docker:
+	scripts/ensure-docker
+	scripts/build-base-image
+
+test: venv docker
+	$(PY) -m pytest
+
+demo: venv docker
+	$(VENV)/bin/srl-agent prepare $(DATA) --out runs/demo/steps.jsonl
+
+lint: venv
+	$(VENV)/bin/ruff check srl_agent tests scripts
+
+bench: venv
+	$(PY) scripts/bench.py prepare
+
+clean:
+	rm -rf $(VENV) runs
