@@ -1,0 +1,46 @@
+"""Trajectories in, step instances out (JSONL), streaming: memory stays flat whatever the input size."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .readers import ReadReport, read_trajectories
+from .steps import StepConfig, Truncator, step_instances
+
+
+def prepare(
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    config: StepConfig | None = None,
+    fmt: str | None = None,
+    tokenizer: Any = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Write one JSON row per expert step of every trajectory in ``inputs``; return the summary.
+
+    ``progress`` is an optional callable taking the number of trajectories done (for a progress bar).
+    """
+    config = config or StepConfig()
+    report = ReadReport()
+    truncate = Truncator(tokenizer)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = dropped_legacy = 0
+    with out.open("w", encoding="utf-8") as fh:
+        for i, traj in enumerate(read_trajectories(inputs, fmt=fmt, report=report), 1):
+            rows = 0
+            for row in step_instances(traj, config, truncate):
+                fh.write(json.dumps(row, ensure_ascii=False))
+                fh.write("\n")
+                rows += 1
+            written += rows
+            if config.drop_legacy:
+                dropped_legacy += len(traj.steps) - rows
+            if progress is not None:
+                progress(i)
+    summary = report.summary()
+    summary.update(steps_written=written, legacy_steps_dropped=dropped_legacy, out=str(out))
+    return summary

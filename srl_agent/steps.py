@@ -1,0 +1,101 @@
+"""The SRL decomposition: one training instance per expert step.
+
+Instance k of a trajectory: the system prompt, the issue, and the previous K expert
+action–observation pairs as chat turns (K=2 as in the paper); the target is the expert's tool call
+at k, as canonical text and structured, with the expert's thought kept for SFT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .actions import render
+from .prompts import ISSUE_TEMPLATE, OMITTED_TEMPLATE, SYSTEM_PROMPT
+from .schema import Trajectory
+
+# Without a tokenizer, a token is taken as 4 characters: close enough for a budget on English and
+# code, and O(1), so truncation costs nothing next to JSON encoding.
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class StepConfig:
+    context_steps: int | None = 2  # previous action–observation pairs; None = all
+    observation_tokens: int = 1024  # budget per observation, truncated in the middle past it
+    issue_tokens: int = 4096
+    drop_legacy: bool = False  # skip steps whose target is an old SWE-agent command
+    system_prompt: str = SYSTEM_PROMPT
+
+
+class Truncator:
+    """Middle truncation to a token budget, with a marker saying how much was cut.
+
+    With a ``tokenizer`` (anything with ``encode``/``decode``) the budget is exact; without one it is
+    approximated by characters.
+    """
+
+    def __init__(self, tokenizer: Any = None):
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str, budget: int) -> str:
+        if self.tokenizer is None:
+            limit = budget * CHARS_PER_TOKEN
+            if len(text) <= limit:
+                return text
+            head, tail = limit // 2, limit - limit // 2
+            return f"{text[:head]}\n[... {len(text) - limit} characters truncated ...]\n{text[len(text) - tail:]}"
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= budget:
+            return text
+        head, tail = budget // 2, budget - budget // 2
+        cut = len(ids) - budget
+        return (
+            f"{self.tokenizer.decode(ids[:head])}\n[... {cut} tokens truncated ...]\n"
+            f"{self.tokenizer.decode(ids[len(ids) - tail:])}"
+        )
+
+
+def step_instances(
+    traj: Trajectory, config: StepConfig | None = None, truncate: Callable[[str, int], str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The step instances of one trajectory, as JSON-ready rows."""
+    config = config or StepConfig()
+    truncate = truncate or Truncator()
+    issue = ISSUE_TEMPLATE.format(issue=truncate(traj.task.problem_statement, config.issue_tokens))
+    actions = [render(s.action) for s in traj.steps]
+    # Each observation is truncated once, though up to K instances show it.
+    observations = [truncate(s.observation or "", config.observation_tokens) for s in traj.steps]
+    head = [{"role": "system", "content": config.system_prompt}, {"role": "user", "content": issue}]
+    n = len(traj.steps)
+    for k, step in enumerate(traj.steps):
+        if config.drop_legacy and step.legacy:
+            continue
+        start = 0 if config.context_steps is None else max(0, k - config.context_steps)
+        messages = list(head)
+        if start:
+            messages[1] = {"role": "user", "content": issue + "\n\n" + OMITTED_TEMPLATE.format(n=start)}
+        for j in range(start, k):
+            messages.append({"role": "assistant", "content": actions[j]})
+            messages.append({"role": "user", "content": observations[j]})
+        yield {
+            "instance_id": traj.instance_id,
+            "step_index": k,
+            "num_steps": n,
+            "prompt": messages,
+            "expert_action": actions[k],
+            "expert_tool_call": step.action.to_dict(),
+            "expert_thought": step.thought,
+            "legacy": step.legacy,
+            "source_format": traj.source_format,
+            "source": traj.source,
+        }
+
+
+def iter_step_instances(
+    trajectories: Iterable[Trajectory], config: StepConfig | None = None, tokenizer: Any = None
+) -> Iterator[dict[str, Any]]:
+    truncate = Truncator(tokenizer)
+    for traj in trajectories:
+        yield from step_instances(traj, config, truncate)
