@@ -85,6 +85,8 @@ class Step:
 
     ``raw_action`` is the action text exactly as the source wrote it; ``legacy`` marks old SWE-agent
     commands (open, edit, search_dir, ...) that are kept as ``bash`` calls with their raw text.
+    ``snapshot`` is the content of the file an editor call touches, as it was before the call
+    (recorded by replay; the patch-similarity reward applies both edits to it).
     """
 
     thought: str
@@ -92,6 +94,7 @@ class Step:
     raw_action: str = ""
     observation: str | None = None
     legacy: bool = False
+    snapshot: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +103,7 @@ class Step:
             "raw_action": self.raw_action,
             "observation": self.observation,
             "legacy": self.legacy,
+            "snapshot": self.snapshot,
         }
 
     @classmethod
@@ -110,6 +114,7 @@ class Step:
             raw_action=d.get("raw_action", ""),
             observation=d.get("observation"),
             legacy=bool(d.get("legacy", False)),
+            snapshot=d.get("snapshot"),
         )
 
 

@@ -88,6 +88,7 @@ def step_instances(
             "expert_tool_call": step.action.to_dict(),
             "expert_thought": step.thought,
             "legacy": step.legacy,
+            "file_snapshot": step.snapshot,
             "source_format": traj.source_format,
             "source": traj.source,
         }

@@ -130,3 +130,19 @@ def test_swegym_sft_rows(shared_data):
     assert [s.observation for s in traj.steps if s.observation is not None] == outputs
     assert traj.instance_id
     assert traj.dropped_turns == talk > 0
+
+
+def test_recorded_snapshots_reach_the_step_instances(shared_data):
+    from srl_agent.steps import step_instances
+
+    row = json.loads((shared_data / "swesmith/ft_xml_example.jsonl").open().readline())
+    edits = [k for k, m in enumerate(m for m in row["messages"] if m["role"] == "assistant")
+             if "<parameter=command>str_replace</parameter>" in m["content"]]
+    assert edits
+    row["snapshots"] = {str(k): f"content before step {k}\n" for k in edits}
+    traj = parse_record(row, "x")
+    insts = list(step_instances(traj))
+    assert [i["step_index"] for i in insts if i["file_snapshot"]] == edits
+    assert insts[edits[0]]["file_snapshot"] == f"content before step {edits[0]}\n"
+    with pytest.raises(ReadError, match="snapshots.999"):
+        parse_record(dict(row, snapshots={"999": "x"}), "x")

@@ -3,7 +3,10 @@ xml, ticks or tool-call style, tool results as ``OBSERVATION:`` user turns.
 
 SWE-Gym's OpenHands-SFT-Trajectories rows are the same shape (XML ``<function=execute_bash>`` calls,
 ``EXECUTION RESULT of [execute_bash]:`` results) but carry only ``messages``; their instance id then
-comes from the record's source."""
+comes from the record's source.
+
+Rows written by ``srl-agent replay --record`` also carry ``snapshots``: ``{step index: content of the
+edited file before that step}``, which the patch-similarity reward needs."""
 
 from __future__ import annotations
 
@@ -37,6 +40,14 @@ def parse(record: dict, source: str) -> Trajectory:
     style = detect_style(messages)
     dropped: list[int] = []
     steps = steps_from_messages(messages, style, dropped=dropped)
+    snapshots = record.get("snapshots") or {}
+    if not isinstance(snapshots, dict):
+        raise ReadError(f"expected an object, got {type(snapshots).__name__}", field="snapshots", reason="bad field snapshots")
+    for key, content in snapshots.items():
+        if not (str(key).isdigit() and int(key) < len(steps) and isinstance(content, (str, type(None)))):
+            raise ReadError(f"entry {key!r} is not a step index with file content", field=f"snapshots.{key}",
+                            reason="bad field snapshots")
+        steps[int(key)].snapshot = content
     return Trajectory(
         task=Task(instance_id=instance_id, problem_statement=extract_issue(first_user_text(messages))),
         steps=steps,
