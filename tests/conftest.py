@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,3 +15,116 @@ def shared_data() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"the public trajectories are not beside the checkout ({SHARED})")
     return SHARED
+
+
+# ---------------------------------------------------------------- the real Docker engine (sandbox tests)
+# Without an engine the tests that need one skip; with SRL_REQUIRE_DOCKER set (CI) they fail instead.
+# Every container the sandbox tests start carries RUN_LABEL=RUN_ID, and whatever is left of them is
+# removed when the session ends, even after failures.
+RUN_LABEL = "srl-agent.test-run"
+RUN_ID = uuid.uuid4().hex[:12]
+BASE_IMAGE_SCRIPT = ROOT / "scripts" / "build-base-image"
+
+
+def _docker_problem() -> str | None:
+    """Why the real engine cannot be used, or None."""
+    try:
+        import docker
+    except ImportError as e:
+        return f"the docker SDK is not importable: {e}"
+    try:
+        client = docker.from_env()
+        client.ping()
+        client.close()
+    except Exception as e:  # any failure means: no engine
+        return f"no Docker engine answers (run scripts/ensure-docker): {e}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    problem = _docker_problem()
+    if problem:
+        if os.environ.get("SRL_REQUIRE_DOCKER"):
+            pytest.fail(f"SRL_REQUIRE_DOCKER is set but {problem}", pytrace=False)
+        pytest.skip(problem)
+    import docker
+
+    client = docker.from_env()
+    try:
+        yield client
+    finally:
+        for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
+            c.remove(force=True)
+        client.close()
+
+
+# The repository the sandbox tests work on, committed with a fixed identity and date.
+TEST_REPO_FILES = {
+    "README.md": "# calc\n\nA tiny package for the sandbox tests.\n",
+    ".gitignore": "*.log\nbuild/\n",
+    "calc/__init__.py": "from .ops import add, mul\n",
+    "calc/ops.py": (
+        '"""Arithmetic."""\n\n\ndef add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n'
+        "    return a * b\n\n\ndef twice(a):\n    return add(a, a)\n"
+    ),
+    "calc/Makefile": "all:\n\techo 'tab-indented'\n",
+    "docs/guide/deep/notes.txt": "three levels down\n",
+    ".github/workflow.yml": "on: push\n",
+    "data.txt": "".join(f"line {i}\n" for i in range(1, 41)),
+}
+
+
+@pytest.fixture(scope="session")
+def repo_image(docker_client) -> str:
+    """``srl-agent/test-repo:<run id>``: the base image plus a git repository at /testbed, and one
+    ignored build output already present (as task images have); removed after the session."""
+    import io
+    import subprocess
+    import tarfile
+
+    r = subprocess.run([str(BASE_IMAGE_SCRIPT)], capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        pytest.fail(f"{BASE_IMAGE_SCRIPT} failed ({r.returncode}):\n{r.stderr[-4000:]}", pytrace=False)
+    base = r.stdout.strip().splitlines()[-1]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in {**TEST_REPO_FILES, "build/artifact.bin": "compiled\n"}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"testbed/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    tag = f"srl-agent/test-repo:{RUN_ID}"
+    container = docker_client.containers.create(
+        base, ["sleep", "infinity"], labels={"srl-agent": "1", RUN_LABEL: RUN_ID}, network_mode="none"
+    )
+    try:
+        container.start()
+        container.put_archive("/", buf.getvalue())
+        identity = {k: "Test" if k.endswith("NAME") else "test@example.invalid" for k in
+                    ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")}
+        dates = {"GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+        code, out = container.exec_run(
+            ["bash", "-c", "git init -q -b main && git add -A && git commit -q -m base"],
+            workdir="/testbed", environment={**identity, **dates},
+        )
+        assert code == 0, out.decode()
+        container.commit(repository="srl-agent/test-repo", tag=RUN_ID, changes=['CMD ["/bin/bash"]'])
+    finally:
+        container.remove(force=True)
+    yield tag
+    docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def sandbox_config(repo_image):
+    """A SandboxConfig on the test repository, labelled for this run, with small limits."""
+    from srl_agent.sandbox import SandboxConfig
+
+    return SandboxConfig(image=repo_image, labels={RUN_LABEL: RUN_ID}, memory="1g", pids_limit=256, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def run_label() -> str:
+    """The ``key=value`` label on every container this test session starts."""
+    return f"{RUN_LABEL}={RUN_ID}"

@@ -1,0 +1,555 @@
+"""A hardened Docker container with the task's repository at ``/testbed``, driven through one persistent shell.
+
+The shell protocol (why a command costs well under a millisecond instead of a ``docker exec``):
+
+- One long-lived ``bash`` per sandbox, started with a single ``docker exec`` whose stdin stays attached.
+  With ``tty=False`` Docker frames the output (8-byte header: stream id, three zero bytes, big-endian
+  payload length); ``_Channel`` demultiplexes it. ``exec 2>&1`` merges stderr into stdout in order.
+- Each command is sent as one line ``eval $'<command>' </dev/null`` (ANSI-C quoting: any text,
+  quotes, heredocs and newlines survive, and the shell needs no fork to decode it) followed by an
+  end-marker line: a newline, a per-shell random nonce, the exit code and ``$PWD``. ``eval`` runs in
+  the shell itself, so ``cd``, ``export`` and functions persist; stdin is ``/dev/null`` so a command
+  never eats the protocol. The nonce lives only in the lines we send, never in a variable, so no
+  command output (``set``, ``env``) can forge the marker.
+- A second idle bash, the *control shell*, kills processes with builtins only (``kill``, ``read``,
+  globbing ``/proc``), so it still works when a fork bomb has used up every pid. On a timeout it
+  kills every process but PID 1, itself and the session shell; the shell then prints its marker. If
+  it does not (a builtin loop such as ``while true; do :; done`` keeps it busy), the shell is killed
+  too and a new session starts in the last known cwd (environment variables set in the old session
+  are lost then).
+- PID 1 is a bash loop around ``sleep``: it reaps orphans (no zombies filling the pids limit) and,
+  being PID 1, survives ``kill -9 -1`` from inside.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import io
+import json
+import posixpath
+import re
+import shlex
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+
+LABEL = "srl-agent"
+TIMEOUT_EXIT_CODE = 124  # as coreutils' timeout(1); CommandResult.timed_out is the authoritative flag
+TRUNCATION_MARKER = "\n<output clipped: {omitted} of {total} bytes omitted from the middle>\n"
+GRACE_SECONDS = 1.0  # after its children are killed, how long a timed-out shell gets to print its marker
+_KEEPALIVE = "while :; do sleep 86400; done"
+_GO_MODE_DIR, _GO_MODE_SYMLINK = 1 << 31, 1 << 27  # Go's os.FileMode bits in Docker's path stat
+
+# Every process except PID 1, this control shell and the spared pid ($1) gets SIGKILL, in passes until a
+# pass finds nothing left (a fork bomb keeps forking between passes). Builtins only: no fork needed.
+_REAP = r"""
+__srl_reap() {
+  local pass pid st n
+  for pass in {1..200}; do
+    n=0
+    for pid in /proc/[0-9]*; do
+      pid=${pid#/proc/}
+      case " 1 $$ $1 " in *" $pid "*) continue ;; esac
+      read -r st 2>/dev/null < "/proc/$pid/stat" || continue
+      st=${st##*) }
+      [[ $st == Z* ]] && continue
+      kill -9 "$pid" 2>/dev/null && n=$((n + 1))
+    done
+    ((n)) || break
+  done
+  __srl_passes=$pass
+}
+"""
+
+
+@dataclass
+class SandboxConfig:
+    image: str = "srl-agent/base:latest"
+    """Task image; anything with the repository at ``workdir`` and ``bash`` on the PATH."""
+    workdir: str = "/testbed"
+    """The repository (git work tree top level); the session starts here and ``reset`` returns here."""
+    base_commit: str | None = None
+    """What ``diff`` compares against and ``reset`` returns to; None = HEAD when the sandbox starts."""
+    timeout: float = 60.0
+    """Default seconds per command (SWE-agent uses 30); a command past it is killed."""
+    output_limit: int | None = 100_000
+    """Bytes of output kept per command (head and tail halves, marker between); None = unlimited."""
+    memory: str = "4g"
+    """Memory limit (swap included, so nothing swaps); a process past it is OOM-killed."""
+    cpus: float = 2.0
+    """CPU quota in cores."""
+    pids_limit: int = 1024
+    """Most processes and threads at once: what contains a fork bomb."""
+    network_disabled: bool = True
+    """No network interface but loopback (``network_mode="none"``)."""
+    cap_add: tuple[str, ...] = ("CHOWN", "DAC_OVERRIDE", "FOWNER")
+    """Capabilities kept after dropping ALL: what lets root handle files it does not own or that are
+    read-only (tar/pip/git/editing as a root user expects). Everything else (SETUID, SETGID, KILL,
+    NET_RAW, MKNOD, SYS_CHROOT, ...) stays dropped; git, pip, venv and edits of root's own files
+    need none at all."""
+    env: dict[str, str] = field(
+        default_factory=lambda: {"PAGER": "cat", "GIT_PAGER": "cat", "MANPAGER": "cat", "PIP_PROGRESS_BAR": "off",
+                                 "TQDM_DISABLE": "1", "LESS": "-R"}
+    )
+    """Environment of the shell session (pagers off, as SWE-agent sets them), on top of the image's."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Extra container labels; ``srl-agent=1`` is always set."""
+    fresh_container: bool = False
+    """``reset`` replaces the container instead of resetting git state inside the warm one."""
+
+
+@dataclass
+class CommandResult:
+    output: str  # stdout and stderr merged, clipped to the output limit
+    exit_code: int  # TIMEOUT_EXIT_CODE when timed_out
+    timed_out: bool = False
+    truncated: bool = False
+
+
+class _Exited(Exception):
+    """The shell's stream ended (``exit``, ``set -e``, killed)."""
+
+
+class _Clip:
+    """The first and last ``limit // 2`` bytes of a stream of unknown length; memory stays bounded."""
+
+    def __init__(self, limit: int | None):
+        self.head_max = limit // 2 if limit is not None else None
+        self.tail_max = limit - limit // 2 if limit is not None else 0
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.head_max is None:
+            self.head += data
+            return
+        room = self.head_max - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > 2 * self.tail_max + (1 << 16):  # trim rarely, so adding stays amortised O(n)
+            del self.tail[: -self.tail_max or len(self.tail)]
+
+    def result(self) -> tuple[str, bool]:
+        tail = self.tail[-self.tail_max :] if self.tail_max else b""
+        omitted = self.total - len(self.head) - len(tail)
+        if omitted <= 0:
+            return (self.head + self.tail).decode("utf-8", "replace"), False
+        marker = TRUNCATION_MARKER.format(omitted=omitted, total=self.total)
+        return self.head.decode("utf-8", "replace") + marker + tail.decode("utf-8", "replace"), True
+
+
+class _Channel:
+    """A ``docker exec`` with stdin attached, its output demultiplexed from Docker's frames."""
+
+    def __init__(self, api: Any, container_id: str, argv: list[str], env: dict[str, str] | None = None):
+        self.api = api
+        self.exec_id = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True, tty=False,
+                                       environment=env)["Id"]
+        raw = api.exec_start(self.exec_id, socket=True)
+        self.sock = getattr(raw, "_sock", raw)  # the SDK wraps the hijacked socket in a SocketIO
+        self._buf = bytearray()
+
+    def send(self, data: bytes) -> None:
+        self.sock.settimeout(60)
+        try:
+            self.sock.sendall(data)
+        except OSError as e:
+            raise _Exited from e
+
+    def recv(self, deadline: float) -> bytes:
+        """Payload received before ``deadline`` (b"" when none came); raises _Exited at end of stream."""
+        while True:
+            out, pos, buf = bytearray(), 0, self._buf
+            while len(buf) - pos >= 8:
+                size = int.from_bytes(buf[pos + 4 : pos + 8], "big")
+                if len(buf) - pos - 8 < size:
+                    break
+                out += buf[pos + 8 : pos + 8 + size]
+                pos += 8 + size
+            del buf[:pos]
+            if out:
+                return bytes(out)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return b""
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(1 << 16)
+            except TimeoutError:
+                return b""
+            except OSError as e:
+                raise _Exited from e
+            if not data:
+                raise _Exited
+            buf += data
+
+    def exit_code(self) -> int:
+        for _ in range(50):  # the process is gone once the stream ended; Docker may lag a little
+            info = self.api.exec_inspect(self.exec_id)
+            if not info["Running"] and info["ExitCode"] is not None:
+                return info["ExitCode"]
+            time.sleep(0.02)
+        return -1
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+_ANSI_C = {i: f"\\x{i:02x}" for i in range(32)} | {0x7F: "\\x7f", ord("\\"): "\\\\", ord("'"): "\\'"}
+
+
+def _ansi_c(text: str) -> str:
+    """``$'...'`` quoting: one line, any text; bash decodes it itself."""
+    if "\0" in text:
+        raise ValueError("a shell command cannot contain NUL characters")
+    return "$'" + text.translate(_ANSI_C) + "'"
+
+
+class _Shell:
+    """A long-lived bash fed on stdin; every command ends with a marker line carrying exit code and cwd."""
+
+    def __init__(self, api: Any, container_id: str, cwd: str, env: dict[str, str] | None = None, setup: str = ""):
+        self.nonce = uuid.uuid4().hex
+        self._tag = f"\n{self.nonce}:".encode()
+        self._pending = bytearray()
+        self.channel = _Channel(api, container_id, ["bash", "--noprofile", "--norc"], env)
+        clip = _Clip(1 << 16)
+        try:
+            self.send(f"exec 2>&1; cd -- {_ansi_c(cwd)} 2>/dev/null\n{setup}\n" + self.end_line("$$"))
+            end = self.read_end(time.monotonic() + 60, clip)
+        except _Exited:
+            end = None
+        if end is None:
+            raise RuntimeError(f"no bash session could be started in the container: {clip.result()[0][-500:]}")
+        self.pid, self.cwd = end
+
+    def end_line(self, number: str) -> str:
+        # stderr to /dev/null: under `set -x` the trace of this printf would otherwise show up.
+        return f"{{ printf '\\n%s:%d:%s\\n' {self.nonce} \"{number}\" \"$PWD\"; }} 2>/dev/null\n"
+
+    def command_line(self, command: str) -> str:
+        return f"eval {_ansi_c(command)} </dev/null\n" + self.end_line("$?")
+
+    def send(self, text: str) -> None:
+        self.channel.send(text.encode("utf-8", "surrogateescape"))
+
+    def read_end(self, deadline: float, clip: _Clip) -> tuple[int, str] | None:
+        """Feed output into ``clip`` up to the end marker: (number, cwd), or None at the deadline."""
+        pending, tag = self._pending, self._tag
+        keep = len(tag) + 4200  # a marker line can be this long (PATH_MAX cwd); never flush part of it
+        start = 0
+        while True:
+            idx = pending.find(tag, start)
+            if idx >= 0:
+                nl = pending.find(b"\n", idx + len(tag))
+                if nl >= 0:
+                    clip.add(bytes(pending[:idx]))
+                    number, _, cwd = pending[idx + len(tag) : nl].decode("utf-8", "replace").partition(":")
+                    del pending[: nl + 1]
+                    self.cwd = cwd
+                    return int(number), cwd
+            elif len(pending) > keep:
+                clip.add(bytes(pending[:-keep]))
+                del pending[:-keep]
+            start = max(0, len(pending) - len(tag))
+            try:
+                data = self.channel.recv(deadline)
+            except _Exited:
+                clip.add(bytes(pending))  # what the shell wrote before it went away
+                pending.clear()
+                raise
+            if not data:
+                return None
+            pending += data
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+# Containers this process started and has not removed: removed at exit as a last resort.
+_LIVE: dict[str, Any] = {}
+
+
+@atexit.register
+def _remove_leftovers() -> None:
+    for container in list(_LIVE.values()):
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
+    _LIVE.clear()
+
+
+class Sandbox:
+    """A task container with a persistent shell. Use as a context manager (or call ``close``)."""
+
+    def __init__(self, config: SandboxConfig | None = None, client: Any = None):
+        self.config = config or SandboxConfig()
+        self.client = client or docker.from_env()  # DOCKER_HOST selects the engine
+        self.api = self.client.api
+        self.container: Any = None
+        self.base_commit: str | None = self.config.base_commit
+        self._keep: list[str] = []  # untracked paths present at start; reset keeps them
+        self._session: _Shell | None = None
+        self._control: _Shell | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Sandbox:
+        if self.container is not None:
+            return self
+        c = self.config
+        self.container = self.client.containers.create(
+            c.image, entrypoint=["bash", "-c", _KEEPALIVE], command=[], labels={LABEL: "1", **c.labels},
+            network_mode="none" if c.network_disabled else None, network_disabled=c.network_disabled,
+            cap_drop=["ALL"], cap_add=list(c.cap_add) or None, security_opt=["no-new-privileges"],
+            pids_limit=c.pids_limit, mem_limit=c.memory, memswap_limit=c.memory, nano_cpus=int(c.cpus * 1e9),
+        )
+        _LIVE[self.container.id] = self.container  # registered before start: a failed start still gets removed
+        self.container.start()
+        self._control = self._start_control()
+        self._session = _Shell(self.api, self.container.id, c.workdir, c.env)
+        self._snapshot_base()
+        return self
+
+    def close(self) -> None:
+        """Remove the container (idempotent)."""
+        for shell in (self._session, self._control):
+            if shell is not None:
+                shell.close()
+        self._session = self._control = None
+        if self.container is not None:
+            _LIVE.pop(self.container.id, None)
+            try:
+                self.container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            self.container = None
+
+    def __enter__(self) -> Sandbox:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def cwd(self) -> str:
+        """The session's working directory after the last command."""
+        return self._require_session().cwd
+
+    # ------------------------------------------------------------------ commands
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` in the persistent session; stdout and stderr merged, clipped to the output limit."""
+        session = self._require_session()
+        timeout = self.config.timeout if timeout is None else timeout
+        clip = _Clip(self.config.output_limit)
+        try:
+            session.send(session.command_line(command))
+            end = session.read_end(time.monotonic() + timeout, clip)
+            if end is None:
+                self._reap(spare=session.pid)
+                if session.read_end(time.monotonic() + GRACE_SECONDS, clip) is None:
+                    self._restart_session(kill=True)
+                output, truncated = clip.result()
+                return CommandResult(output, TIMEOUT_EXIT_CODE, True, truncated)
+        except _Exited:
+            code = session.channel.exit_code()
+            self._restart_session(kill=False)
+            output, truncated = clip.result()
+            return CommandResult(output, code, False, truncated)
+        output, truncated = clip.result()
+        return CommandResult(output, end[0], False, truncated)
+
+    def _restart_session(self, kill: bool) -> None:
+        old = self._require_session()
+        if kill:
+            self._reap(spare=None)
+        old.close()
+        self._session = _Shell(self.api, self.container.id, old.cwd, self.config.env)
+
+    def _start_control(self) -> _Shell:
+        return _Shell(self.api, self.container.id, "/", setup=_REAP)
+
+    def _reap(self, spare: int | None) -> None:
+        """Kill every process in the container except PID 1, the control shell and ``spare``."""
+        for _ in range(2):
+            control = self._control
+            assert control is not None
+            try:
+                control.send(f"__srl_reap {spare or ''}\n" + control.end_line("$__srl_passes"))
+                if control.read_end(time.monotonic() + 30, _Clip(1 << 12)) is not None:
+                    return
+            except _Exited:  # the control shell was killed (say by ``kill -9 -1`` in the session)
+                pass
+            control.close()
+            self._control = self._start_control()
+        raise RuntimeError("the sandbox's control shell does not answer")
+
+    def _exec(self, argv: list[str]) -> tuple[int, str, str]:
+        """A one-off ``docker exec`` in the work dir, independent of whatever the session's state is."""
+        code, (out, err) = self.container.exec_run(argv, workdir=self.config.workdir, demux=True)
+        return code, (out or b"").decode("utf-8", "replace"), (err or b"").decode("utf-8", "replace")
+
+    # ------------------------------------------------------------------ files
+    def path_kind(self, path: str) -> str | None:
+        """"file", "dir" or None (missing), following symlinks; asks the engine, runs nothing inside."""
+        stat = self._stat(path)
+        if stat is None:
+            return None
+        return "dir" if stat["mode"] & _GO_MODE_DIR else "file"
+
+    def _stat(self, path: str) -> dict[str, Any] | None:
+        # HEAD /containers/{id}/archive: the engine's stat, no process in the container. The SDK has no
+        # public call for it; `_url` is the SDK's own URL builder.
+        for _ in range(2):  # a symlink's linkTarget is already fully resolved, so one more hop at most
+            res = self.api.head(self.api._url("/containers/{0}/archive", self._require_container().id),
+                                params={"path": path})
+            if res.status_code == 404:
+                return None
+            res.raise_for_status()
+            stat = json.loads(base64.b64decode(res.headers["X-Docker-Container-Path-Stat"]))
+            stat["path"] = path
+            if not stat["mode"] & _GO_MODE_SYMLINK:
+                return stat
+            path = stat["linkTarget"]
+        return None
+
+    def read_bytes(self, path: str) -> bytes:
+        """The file's bytes, through the archive API (any size, no process in the container)."""
+        stat = self._stat(path)
+        if stat is None:
+            raise FileNotFoundError(path)
+        if stat["mode"] & _GO_MODE_DIR:
+            raise IsADirectoryError(path)
+        stream, _ = self.api.get_archive(self._require_container().id, stat["path"])
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            data = tar.extractfile(member) if member is not None else None
+            if data is None:
+                raise OSError(f"{path} is not a regular file")
+            return data.read()
+
+    def read_file(self, path: str) -> str:
+        """The file's text (UTF-8, undecodable bytes replaced); via the archive API, so any size."""
+        return self.read_bytes(path).decode("utf-8", "replace")
+
+    def write_file(self, path: str, text: str | bytes) -> None:
+        """Write (create or replace) a file through the archive API, following symlinks and keeping the
+        mode of an existing file (the owner becomes root). The parent directory must exist."""
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+        stat = self._stat(path)
+        if stat is not None and stat["mode"] & _GO_MODE_DIR:
+            raise IsADirectoryError(path)
+        target = stat["path"] if stat else path
+        info = tarfile.TarInfo(posixpath.basename(target))
+        info.size, info.mtime = len(data), int(time.time())
+        info.mode = stat["mode"] & 0o7777 if stat else 0o644
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.addfile(info, io.BytesIO(data))
+        parent = posixpath.dirname(target) or "/"
+        try:
+            self.api.put_archive(self._require_container().id, parent, buf.getvalue())
+        except docker.errors.NotFound:
+            raise FileNotFoundError(f"{parent} does not exist") from None
+
+    # ------------------------------------------------------------------ repository state
+    # safe.directory: the repository may belong to another uid than the root that runs git here.
+    _GIT = ["git", "-c", "safe.directory=*"]
+    _GIT_SH = "git -c safe.directory='*'"
+
+    def _snapshot_base(self) -> None:
+        """Record the base commit and the untracked/ignored paths the image already has (build outputs,
+        egg-info, compiled extensions): ``reset`` must not delete what the environment needs."""
+        try:
+            code, out, _ = self._exec([*self._GIT, "rev-parse", "HEAD"])
+            if self.base_commit is None and code == 0:
+                self.base_commit = out.strip()
+            code, out, _ = self._exec([*self._GIT, "ls-files", "-z", "--others", "--directory"])
+            self._keep = [p for p in out.split("\0") if p] if code == 0 else []
+        except docker.errors.APIError:  # no work dir in this image: commands work, diff and reset do not
+            self._keep = []
+
+    def diff(self) -> str:
+        """The patch of the work tree against the base commit, new untracked files included (SWE-agent's
+        submit: ``git add -A && git diff --cached <base>``). Stages everything, as that does."""
+        base = self._require_base()
+        git = self._GIT_SH
+        script = f'{git} add -A && {git} diff --cached --no-color --no-ext-diff --no-textconv "$1"'
+        code, out, err = self._exec(["bash", "-c", script, "diff", base])
+        if code != 0:
+            raise RuntimeError(f"git diff in {self.config.workdir} failed ({code}): {err.strip()}")
+        return out
+
+    def reset(self) -> None:
+        """Back to the base state, fast, in the warm container: tracked files at the base commit (index
+        and HEAD's branch too), every untracked or ignored path the image did not have removed, all
+        processes killed, a fresh shell session in the work dir (environment and functions gone).
+
+        It does NOT reset: anything outside the work dir (/tmp, $HOME, site-packages: pip installs
+        stay); untracked or ignored paths the image already had (e.g. ``build/``, egg-info, compiled
+        extensions), which are kept as they are, edits and new files inside such directories included;
+        git branches, tags, stashes or config the agent added. With ``fresh_container`` the container
+        is replaced instead, which resets everything."""
+        if self.config.fresh_container:
+            self.close()
+            self.start()
+            return
+        base = self._require_base()
+        self._reap(spare=None)
+        self._require_session().close()
+        self._session = _Shell(self.api, self.container.id, self.config.workdir, self.config.env)
+        # git clean's -e patterns still apply under -x; escape glob characters, anchor at the top.
+        keep = " ".join("-e " + shlex.quote("/" + re.sub(r"([\[\]*?\\])", r"\\\1", p)) for p in self._keep)
+        git = self._GIT_SH
+        r = self.run(f"{git} reset -q --hard {shlex.quote(base)} && {git} clean -q -ffdx {keep}", timeout=600)
+        if r.exit_code != 0:
+            raise RuntimeError(f"reset of {self.config.workdir} failed ({r.exit_code}): {r.output.strip()}")
+
+    # ------------------------------------------------------------------ helpers
+    def _require_container(self) -> Any:
+        if self.container is None:
+            raise RuntimeError("the sandbox is not started (use it as a context manager or call start())")
+        return self.container
+
+    def _require_session(self) -> _Shell:
+        self._require_container()
+        assert self._session is not None
+        return self._session
+
+    def _require_base(self) -> str:
+        self._require_container()
+        if not self.base_commit:
+            raise RuntimeError(f"{self.config.workdir} in {self.config.image} is not a git repository with a commit")
+        return self.base_commit
+
+
+def gc(client: Any = None, label: str = LABEL) -> int:
+    """Remove every container carrying ``label`` (``key`` or ``key=value``); returns how many."""
+    own = client is None
+    client = client or docker.from_env()
+    try:
+        removed = 0
+        for container in client.containers.list(all=True, filters={"label": label}):
+            try:
+                container.remove(force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        return removed
+    finally:
+        if own:
+            client.close()
