@@ -1,0 +1,169 @@
+"""Reading a policy completion: ``<think>…</think>`` and then exactly one tool call.
+
+The call may be written in any of the styles models emit; the style the reward expects is a setting:
+
+- ``xml``  (default, the canonical text): ``<function=NAME><parameter=P>…</parameter></function>``
+- ``json`` (Qwen / Hermes templates): ``<tool_call>{"name": …, "arguments": {…}}</tool_call>``
+- ``bash`` (mini-swe-agent): one fenced ```` ```bash ```` block
+- ``any``: whichever of the three appears; the count is over all of them together.
+
+Parsing is strict about the count and lenient about whitespace. Text between the think block and the
+call, or after the call, is not part of the action and is ignored (models often write a line of prose;
+the reward only ever looks at the action). Anything else is a ``FormatError`` with a reason code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..actions import ActionParseError, find_bash_blocks, find_xml_calls, normalise, parse_json_arguments
+from ..schema import EDITOR_COMMANDS, ToolCall
+
+STYLES = ("xml", "json", "bash", "any")
+# The reason codes of a format error, in the order the checks run.
+REASONS = ("no_think", "no_call", "multiple_calls", "unknown_tool", "bad_arguments")
+
+_THINK_RE = re.compile(r"\s*<think>(.*?)</think>", re.S)
+_TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
+_FUNCTION_END = "</function>"
+
+
+class FormatError(ValueError):
+    """A completion that does not follow the format; ``reason`` is one of ``REASONS``."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class ParsedCompletion:
+    thought: str
+    call: ToolCall
+    style: str  # the style the call was written in (xml, json or bash)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or TRL's conversational form (a list of messages).
+
+    From messages, the assistant turns are joined. Chat templates that parse the response put the
+    reasoning in ``reasoning_content`` and the calls in ``tool_calls``; both are written back as text
+    (``<think>`` block, ``<tool_call>`` JSON) so one parser reads every form.
+    """
+    if isinstance(completion, str):
+        return completion
+    messages = [completion] if isinstance(completion, dict) else list(completion)
+    parts = []
+    for m in messages:
+        if m.get("role", "assistant") != "assistant":
+            continue
+        content = m.get("content") or ""
+        if not isinstance(content, str):  # content parts: [{"type": "text", "text": …}]
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        reasoning = m.get("reasoning_content") or m.get("thinking")
+        if reasoning and "<think>" not in content:
+            content = f"<think>{reasoning}</think>\n{content}"
+        for tc in m.get("tool_calls") or []:
+            fn = tc.get("function", tc)
+            content += "\n<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments")}) + "</tool_call>"
+        parts.append(content)
+    return "\n".join(parts)
+
+
+# --- finding calls: each finder returns (style, name, arguments or raw JSON text, start, end) ------
+
+
+def _xml_calls(text: str) -> list[tuple]:
+    return [
+        ("xml", name, params, start, text.index(_FUNCTION_END, start) + len(_FUNCTION_END))
+        for name, params, start in find_xml_calls(text)
+    ]
+
+
+def _json_calls(text: str) -> list[tuple]:
+    return [("json", None, m.group(1), m.start(), m.end()) for m in _TOOL_CALL_RE.finditer(text)]
+
+
+def _bash_calls(text: str) -> list[tuple]:
+    calls = []
+    for block, start in find_bash_blocks(text):
+        end = text.index("```", text.index("\n", start)) + 3  # the fence that closes this block
+        calls.append(("bash", "bash", {"command": block}, start, end))
+    return calls
+
+
+_FINDERS = {"xml": _xml_calls, "json": _json_calls, "bash": _bash_calls}
+
+
+def _find_calls(text: str, style: str) -> list[tuple]:
+    if style != "any":
+        return _FINDERS[style](text)
+    # XML first, then JSON, then bash, blanking what each found: a ```bash block inside an XML
+    # file_text, or a <tool_call> quoted in a bash heredoc, is content, not a second call.
+    found = []
+    for finder in _FINDERS.values():
+        calls = finder(text)
+        for call in calls:
+            text = text[: call[3]] + " " * (call[4] - call[3]) + text[call[4] :]
+        found += calls
+    return found
+
+
+def _json_call(raw: str) -> tuple[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise FormatError("bad_arguments", f"<tool_call> body is not JSON: {e}") from None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise FormatError("bad_arguments", "<tool_call> body must be an object with a string 'name'")
+    # Llama-style templates call the arguments "parameters".
+    args = value.get("arguments", value.get("parameters", {}))
+    try:
+        return value["name"], parse_json_arguments(args)
+    except ActionParseError as e:
+        raise FormatError("bad_arguments", str(e)) from None
+
+
+def parse_completion(completion: Any, style: str = "xml") -> ParsedCompletion:
+    """The thought and the one tool call of a completion; raises ``FormatError``."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+    text = completion_text(completion)
+    m = _THINK_RE.match(text)
+    if not m or not m.group(1).strip():
+        raise FormatError("no_think", "the completion must open with a non-empty <think>…</think> block")
+    if text.count("<think>") != 1 or text.count("</think>") != 1:
+        raise FormatError("no_think", "more than one <think> block")
+    calls = _find_calls(text[m.end() :], style)
+    if not calls:
+        raise FormatError("no_call", f"no tool call in the {style} style after </think>")
+    if len(calls) > 1:
+        raise FormatError("multiple_calls", f"{len(calls)} tool calls; exactly one is allowed")
+    found, name, args, _, _ = calls[0]
+    if found == "json":
+        name, args = _json_call(args)
+    return ParsedCompletion(m.group(1).strip(), to_tool_call(name, args), found)
+
+
+def to_tool_call(name: str, arguments: Any) -> ToolCall:
+    """A call of ours (bash / str_replace_editor / submit) from any harness's name and arguments.
+
+    Unlike the readers, which keep an unknown tool as a legacy bash call so no expert step is lost,
+    a policy that names a tool we do not have made a format error.
+    """
+    try:
+        parsed = normalise(name, arguments)
+    except ActionParseError as e:
+        raise FormatError("bad_arguments", f"{name}: {e}") from None
+    if parsed.legacy:
+        raise FormatError("unknown_tool", f"unknown tool {name!r}")
+    call = parsed.call
+    if call.name == "bash" and not call.arguments["command"].strip():
+        raise FormatError("bad_arguments", "bash call with an empty command")
+    if call.name == "str_replace_editor" and call.arguments["command"] not in EDITOR_COMMANDS:
+        raise FormatError("bad_arguments", f"unknown str_replace_editor command {call.arguments['command']!r}")
+    return call
