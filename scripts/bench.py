@@ -3,6 +3,8 @@
 the same run, so figures compare across machines as ratios.
 
     python scripts/bench.py prepare [--copies N]
+    python scripts/bench.py reward [--repeat N]
+    python scripts/bench.py sandbox [--image IMAGE] [--runs N] [--exec-runs N] [--resets N]
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +97,154 @@ def bench_prepare(args) -> dict:
     }
 
 
+def _reward_groups(src: Path) -> list[dict]:
+    """One GRPO-like group per real step: the expert's action and its near misses, as completions."""
+    from srl_agent.actions import render
+    from srl_agent.readers import read_trajectories
+    from srl_agent.rewards.perturb import perturbations
+    from srl_agent.schema import ToolCall
+    from srl_agent.steps import step_instances
+
+    groups = []
+    for traj in read_trajectories([src]):
+        commands = [s.action.arguments["command"] for s in traj.steps if s.action.name == "bash"]
+        for row in step_instances(traj):
+            call = ToolCall.from_dict(row["expert_tool_call"])
+            actions = [render(c) for c in [call, *perturbations(call, commands[::-1]).values()]]
+            groups.append({"expert": row["expert_action"], "call": row["expert_tool_call"], "actions": actions,
+                           "completions": [f"<think>The next step.</think>\n{a}" for a in actions]})
+    return groups
+
+
+def _best_of(repeat: int, fn) -> tuple[float, list]:
+    import time
+
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def bench_reward(args) -> dict:
+    """Step rewards per second, each mode × backend, against a plain difflib loop over the same pairs."""
+    import difflib
+
+    sys.path.insert(0, str(ROOT))
+    from srl_agent.rewards import MODES, SIMILARITIES, get_similarity, srl_reward
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, like the other benchmarks
+    groups = _reward_groups(Path(args.data))
+    pairs = [(a, g["expert"]) for g in groups for a in g["actions"]]
+
+    def plain():
+        return [difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs]
+
+    base_s, base_values = _best_of(args.repeat, plain)
+    out = {"bench": "reward", "steps": len(groups), "completions": len(pairs),
+           "baseline_difflib_loop_per_second": round(len(pairs) / base_s, 1)}
+    for mode in MODES:
+        for sim in SIMILARITIES:
+            reward = srl_reward(mode=mode, similarity=sim)
+
+            def run(reward=reward):  # one call per group, as GRPO scores a prompt's G completions together
+                out = []
+                for g in groups:
+                    k = len(g["completions"])
+                    out += reward(None, g["completions"], expert_action=[g["expert"]] * k, expert_tool_call=[g["call"]] * k)
+                return out
+
+            secs, values = _best_of(args.repeat, run)
+            key = f"{mode}/{sim}"
+            out[f"{key}_per_second"] = round(len(pairs) / secs, 1)
+            out[f"{key}_ratio"] = round(base_s / secs, 2)
+            if (mode, sim) == ("paper", "difflib"):
+                out["paper/difflib_bit_identical"] = values == base_values
+    for sim in SIMILARITIES:  # the similarity kernel alone, without parsing the completions
+        fn = get_similarity(sim)
+        secs, _ = _best_of(args.repeat, lambda fn=fn: [fn(a, b) for a, b in pairs])
+        out[f"kernel/{sim}_ratio"] = round(base_s / secs, 2)
+    short = [(a, b) for a, b in pairs if max(len(a), len(b)) < 1000]
+    fn = get_similarity("difflib")
+    t_plain, _ = _best_of(args.repeat, lambda: [difflib.SequenceMatcher(None, a, b).ratio() for a, b in short])
+    t_fast, _ = _best_of(args.repeat, lambda: [fn(a, b) for a, b in short])
+    out.update({"kernel/difflib_ratio_actions_under_1000_chars": round(t_plain / t_fast, 2),
+                "pairs_under_1000_chars": len(short), "target_paper_difflib_ratio": 4, "target_lcs_ratio": 100})
+    return out
+
+
+# A throwaway repository image for the sandbox benchmark: 200 small files committed at /testbed.
+BENCH_REPO = (
+    "mkdir -p /testbed && cd /testbed && for i in $(seq 1 200); do printf 'value = %s\\n' $i > mod$i.py; done"
+    " && git init -q && git add -A && git -c user.name=b -c user.email=b@example.invalid commit -qm base"
+)
+
+
+def _median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def bench_sandbox(args) -> dict:
+    """Round trip of a trivial command through the persistent session vs ``docker exec`` (the baseline,
+    same container, same run), container start, and ``reset()`` after a small edit."""
+    sys.path.insert(0, str(ROOT))
+    import docker
+
+    from srl_agent.sandbox import Sandbox, SandboxConfig
+
+    client = docker.from_env()
+    labels = {"srl-agent": "1", "srl-agent.bench": uuid.uuid4().hex[:8]}
+    builder = client.containers.run(args.image, ["bash", "-c", BENCH_REPO], detach=True, labels=labels,
+                                    network_mode="none")
+    try:
+        if builder.wait(timeout=300)["StatusCode"] != 0:
+            raise SystemExit(f"building the bench repository failed: {builder.logs().decode()[-2000:]}")
+        image = builder.commit("srl-agent/bench-repo", labels["srl-agent.bench"]).id
+    finally:
+        builder.remove(force=True)
+    try:
+        config = SandboxConfig(image=image, labels={"srl-agent.bench": labels["srl-agent.bench"]})
+        t = time.perf_counter()
+        sandbox = Sandbox(config, client=client).start()
+        start_s = time.perf_counter() - t
+        with sandbox:
+            for _ in range(20):  # warm up both paths
+                sandbox.run("true")
+            sandbox.container.exec_run(["true"])
+            session_ms = _median_ms(lambda: sandbox.run("true"), args.runs)
+            exec_ms = _median_ms(lambda: sandbox.container.exec_run(["true"]), args.exec_runs)
+            resets = []
+            for i in range(args.resets):
+                sandbox.run(f"echo changed >> mod{i + 1}.py && echo new > new{i}.py && cd /tmp")
+                t = time.perf_counter()
+                sandbox.reset()
+                resets.append(time.perf_counter() - t)
+            assert sandbox.diff() == "" and sandbox.cwd == "/testbed"
+    finally:
+        client.images.remove(image, force=True)
+    return {
+        "bench": "sandbox",
+        "session_round_trip_ms": round(session_ms, 3),
+        "docker_exec_round_trip_ms": round(exec_ms, 2),
+        "exec_over_session_ratio": round(exec_ms / session_ms, 1),
+        "container_start_s": round(start_s, 3),
+        "reset_s": round(statistics.median(resets), 3),
+        "runs": args.runs,
+        "exec_runs": args.exec_runs,
+        "resets": args.resets,
+        "target_session_round_trip_ms": 2,
+        "target_exec_over_session_ratio": 30,
+        "target_reset_s": 0.3,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -99,6 +252,16 @@ def main() -> None:
     p.add_argument("--data", default=str(SHARED))
     p.add_argument("--copies", type=int, default=40, help="replications of the data (default: 40)")
     p.set_defaults(fn=bench_prepare)
+    p = sub.add_parser("sandbox", help="session round trip vs docker exec, container start, reset()")
+    p.add_argument("--image", default="srl-agent/base:latest", help="base image the bench repository is built on")
+    p.add_argument("--runs", type=int, default=200, help="session round trips timed (default: 200)")
+    p.add_argument("--exec-runs", type=int, default=30, help="docker exec round trips timed (default: 30)")
+    p.add_argument("--resets", type=int, default=10, help="resets timed (default: 10)")
+    p.set_defaults(fn=bench_sandbox)
+    p = sub.add_parser("reward", help="SRL step rewards per second, each mode and backend, vs a plain difflib loop")
+    p.add_argument("--data", default=str(SHARED))
+    p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration; the best is kept")
+    p.set_defaults(fn=bench_reward)
     args = parser.parse_args()
     print(json.dumps(args.fn(args)))
 

@@ -83,6 +83,121 @@ def prepare(
     _emit(summary, as_json, table)
 
 
+env_app = typer.Typer(no_args_is_help=True, help="The bundled task pack: images and the swebench dataset.")
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("build")
+def env_build(
+    task_ids: list[str] = typer.Argument(None, help="Tasks (instance id, project/task or task name); default all."),
+    force: bool = typer.Option(False, help="Rebuild images that exist already."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Build the task images (wheelhouse filled on the host; no network inside Docker)."""
+    from .tasks import PackError, build_images
+
+    try:
+        summary = build_images(task_ids or None, force=force, progress=not as_json)
+    except PackError as e:
+        raise typer.BadParameter(str(e), param_hint="TASK") from None
+    table = Table(title=f"task images ({summary['built']} built, {summary['existing']} existing, {summary['seconds']} s)")
+    for col in ("instance", "image", "built", "MB"):
+        table.add_column(col)
+    for i in summary["images"]:
+        table.add_row(i["instance_id"], i["image"], "yes" if i["built"] else "existing", str(i["size_mb"]))
+    _emit(summary, as_json, table)
+
+
+@env_app.command("dataset")
+def env_dataset(
+    out: Path | None = typer.Option(None, "--out", "-o", help="The dataset file [default: environments/tasks.jsonl]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Write the dataset: builds missing images, then derives PASS_TO_PASS from real runs."""
+    from .tasks import PackError, write_dataset
+
+    try:
+        summary = write_dataset(out, progress=not as_json)
+    except PackError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"{summary['path']}: {summary['tasks']} tasks, {summary['projects']} projects")
+    for col in ("instance", "FAIL_TO_PASS", "PASS_TO_PASS"):
+        table.add_column(col)
+    for r in summary["rows"]:
+        table.add_row(r["instance_id"], str(r["FAIL_TO_PASS"]), str(r["PASS_TO_PASS"]))
+    _emit(summary, as_json, table)
+
+
+@app.command()
+def score(
+    steps: Path = typer.Option(..., "--steps", help="Step instances (JSONL from `srl-agent prepare`)."),
+    completions: Path = typer.Option(..., "--completions", help="JSONL rows: instance_id, step_index, completion."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output JSONL: the completion rows plus reward and breakdown."),
+    reward: str = typer.Option("tool-aware", "--reward", help="Reward mode: paper | tool-aware."),
+    similarity: str = typer.Option("difflib", "--similarity", help="Similarity backend: difflib | lcs."),
+    style: str = typer.Option("xml", "--style", help="Tool-call style the completions must use: xml | json | bash | any."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Score completions against the expert's action at their step (the SRL step reward)."""
+    from .rewards import MODES, SIMILARITIES, STYLES
+    from .rewards.score import score_file
+
+    for value, known, hint in ((reward, MODES, "--reward"), (similarity, SIMILARITIES, "--similarity"), (style, STYLES, "--style")):
+        if value not in known:
+            raise typer.BadParameter(f"{value!r}; known: {', '.join(known)}", param_hint=hint)
+    for path, hint in ((steps, "--steps"), (completions, "--completions")):
+        if not path.is_file():
+            raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.completed} completions"), TimeElapsedColumn(),
+                  console=console, disable=as_json) as bar:
+        task = bar.add_task("scoring", total=None)
+        try:
+            summary = score_file(steps, completions, out, reward, similarity, style,
+                                 progress=lambda n: bar.update(task, completed=n))
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--steps") from None
+    table = Table(title=f"score ({reward}, {similarity}) → {out}")
+    for col in ("expert tool", "completions", "mean reward"):
+        table.add_column(col, justify="right" if col != "expert tool" else "left")
+    for tool, t in summary["by_tool"].items():
+        table.add_row(tool, str(t["count"]), f"{t['mean_reward']:.3f}")
+    mean = summary["mean_reward"]
+    table.add_row("all", str(summary["scored"]), "-" if mean is None else f"{mean:.3f}", end_section=True)
+    table.add_row("format errors", str(summary["format_errors"]), f"{summary['format_error_rate']:.1%} of scored")
+    for reason, n in sorted(summary["format_errors_by_reason"].items()):
+        table.add_row(f"  {reason}", str(n), "")
+    table.add_row("edit fallbacks (no snapshot)", str(summary["fallbacks"]), "")
+    for reason, n in sorted(summary["skipped_by_reason"].items()):
+        table.add_row(f"not scored: {reason}", str(n), "")
+    _emit(summary, as_json, table)
+    if not as_json:
+        for problem in summary["problems"]:
+            console.print(f"[yellow]not scored:[/yellow] {problem}")
+
+
+sandbox_app = typer.Typer(no_args_is_help=True, help="Docker sandboxes the agent works in.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("gc")
+def sandbox_gc(
+    label: str = typer.Option("srl-agent", help="Remove containers carrying this label (key or key=value)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Remove leftover sandbox containers (every container labelled srl-agent)."""
+    from .sandbox import gc
+
+    removed = gc(label=label)
+    table = Table(title="sandbox gc")
+    table.add_column("label")
+    table.add_column("removed", justify="right")
+    table.add_row(label, str(removed))
+    _emit({"removed": removed}, as_json, table)
+
+
 def main() -> None:
     app()
 
