@@ -198,6 +198,49 @@ def sandbox_gc(
     _emit({"removed": removed}, as_json, table)
 
 
+@app.command()
+def replay(
+    task_ids: list[str] = typer.Argument(None, help="Task ids to replay (default with --all: every bundled trajectory)."),
+    all_tasks: bool = typer.Option(False, "--all", help="Replay every task that has a bundled trajectory."),
+    record: bool = typer.Option(False, "--record", help="Write the regenerated observations and file snapshots back."),
+    report: Path = typer.Option(Path("runs/replay/report.json"), help="Where the JSON report goes."),
+    as_json: bool = typer.Option(False, "--json", help="Print per task: steps, mean observation match, resolved."),
+) -> None:
+    """Replay bundled expert trajectories in their sandboxes and grade the result (exit 1 if one does not resolve)."""
+    from .replay import replay_tasks
+
+    if not task_ids and not all_tasks:
+        raise typer.BadParameter("name task ids or pass --all", param_hint="TASK_IDS")
+    try:
+        reports = replay_tasks(task_ids or None, record_observations=record,
+                               progress=None if as_json else lambda n, total: console.print(f"replayed {n}/{total}"))
+    except (KeyError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e).strip("'\""), param_hint="TASK_IDS") from None
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps([r.to_dict() for r in reports], indent=1), encoding="utf-8")
+    summary = {"tasks": [r.summary() for r in reports], "resolved": sum(r.resolved for r in reports),
+               "total": len(reports), "report": str(report)}
+    if not as_json:
+        for r in reports:
+            steps = Table(title=f"{r.instance_id}: {'resolved' if r.resolved else 'NOT resolved'}")
+            for col in ("step", "tool", "action", "observation match", "snapshot"):
+                steps.add_column(col)
+            for s in r.steps:
+                steps.add_row(str(s.index), s.tool, s.summary, "" if s.match is None else f"{s.match:.3f}",
+                              "yes" if s.snapshot else "")
+            Console().print(steps)
+    table = Table(title=f"replay: {summary['resolved']}/{summary['total']} resolved (report: {report})")
+    for col in ("task", "steps", "edits", "mean observation match", "resolved"):
+        table.add_column(col)
+    for t in summary["tasks"]:
+        match = t["mean_observation_match"]
+        table.add_row(t["instance_id"], str(t["steps"]), str(t["edits"]), "" if match is None else f"{match:.3f}",
+                      "yes" if t["resolved"] else "NO")
+    _emit(summary, as_json, table)
+    if summary["resolved"] < summary["total"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

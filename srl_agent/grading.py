@@ -193,3 +193,18 @@ def evaluate(task_row: Any, patch: str = "", **kwargs: Any) -> dict[str, Any]:
     started = time.monotonic()
     log = run_eval(task_row, patch, **kwargs)
     return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}
+
+
+def evaluate_in(sandbox: Any, task_row: Any, timeout: float = 600) -> dict[str, Any]:
+    """Grade the work tree of a running Sandbox as it stands (no patch to apply): the task's eval script
+    (with swebench's exit-code recording) runs in the container, its log goes to a file so no output
+    limit clips it, and ``grade`` reads it. The eval script resets test files before running them."""
+    started = time.monotonic()
+    spec = _spec(task_row)
+    script, log_path = "/tmp/srl-agent-eval.sh", "/tmp/srl-agent-eval.log"
+    sandbox.write_file(script, spec.eval_script)
+    result = sandbox.run(f"bash {script} > {log_path} 2>&1", timeout=timeout)
+    log = sandbox.read_file(log_path)
+    if result.timed_out:
+        log += f"\n>>>>> Tests Timed Out after {timeout:g} s\n"
+    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}

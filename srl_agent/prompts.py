@@ -25,3 +25,17 @@ Fix the following issue in the repository at /testbed.
 </issue>"""
 
 OMITTED_TEMPLATE = "[{n} earlier step(s) omitted]"
+
+# The task turn of the bundled expert trajectories (SWE-smith message format: the issue sits in
+# <pr_description>, which the readers extract).
+EXPERT_TASK_TEMPLATE = """\
+<uploaded_files>
+/testbed
+</uploaded_files>
+The repository in /testbed has an open issue:
+
+<pr_description>
+{issue}
+</pr_description>
+
+Change the non-test files in /testbed so that the issue is resolved, check your change, then submit."""
