@@ -94,7 +94,8 @@ def env_build(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Build the task images (wheelhouse filled on the host; no network inside Docker)."""
-    from .tasks import PackError, build_images
+    from .images import build_images
+    from .tasks import PackError
 
     try:
         summary = build_images(task_ids or None, force=force, progress=not as_json)
@@ -204,15 +205,16 @@ def replay(
     all_tasks: bool = typer.Option(False, "--all", help="Replay every task that has a bundled trajectory."),
     record: bool = typer.Option(False, "--record", help="Write the regenerated observations and file snapshots back."),
     report: Path = typer.Option(Path("runs/replay/report.json"), help="Where the JSON report goes."),
+    trajectories: Path | None = typer.Option(None, help="Folder of trajectory files (default: the bundled ones)."),
     as_json: bool = typer.Option(False, "--json", help="Print per task: steps, mean observation match, resolved."),
 ) -> None:
     """Replay bundled expert trajectories in their sandboxes and grade the result (exit 1 if one does not resolve)."""
-    from .replay import replay_tasks
+    from .replay import TRAJECTORY_DIR, replay_tasks
 
     if not task_ids and not all_tasks:
         raise typer.BadParameter("name task ids or pass --all", param_hint="TASK_IDS")
     try:
-        reports = replay_tasks(task_ids or None, record_observations=record,
+        reports = replay_tasks(task_ids or None, record_observations=record, folder=trajectories or TRAJECTORY_DIR,
                                progress=None if as_json else lambda n, total: console.print(f"replayed {n}/{total}"))
     except (KeyError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e).strip("'\""), param_hint="TASK_IDS") from None
