@@ -161,7 +161,8 @@ def replay_tasks(
     progress: Any = None,
 ) -> list[ReplayReport]:
     """Replay the bundled trajectory of each task (all that have one when ``task_ids`` is None)."""
-    from .tasks import build_images, load_dataset
+    from .images import build_images
+    from .tasks import load_dataset
 
     rows = {r["instance_id"]: r for r in load_dataset(dataset)}
     wanted = task_ids or sorted(i for i in rows if trajectory_path(i, folder).exists())

@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from srl_agent.sandbox import LABEL, TIMEOUT_EXIT_CODE, TRUNCATION_MARKER, Sandbox, SandboxConfig, _Clip, gc
+from srl_agent.sandbox import LABEL, TIMEOUT_EXIT_CODE, TRUNCATION_MARKER, Sandbox, SandboxConfig, gc
+from srl_agent.shell import Clip
 
 
 @pytest.fixture
@@ -186,7 +187,7 @@ def test_output_limit_none_keeps_everything(sandbox_config, docker_client):
 
 def test_clip_keeps_exact_halves():
     for limit, total in [(10, 10), (10, 11), (11, 100), (4, 3), (100, 1_000_000)]:
-        clip = _Clip(limit)
+        clip = Clip(limit)
         data = bytes(i % 251 for i in range(total))
         for i in range(0, total, 7):
             clip.add(data[i : i + 7])

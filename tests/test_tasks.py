@@ -20,6 +20,7 @@ import pytest
 
 from srl_agent import tasks
 from srl_agent.grading import LABEL, evaluate, grade
+from srl_agent.images import build_images
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "environments" / "tasks.jsonl"
@@ -69,7 +70,7 @@ def engine():
 def images(engine) -> dict[str, str]:
     """Build every task image (existing ones are skipped); instance id -> tag."""
     t0 = time.monotonic()
-    summary = tasks.build_images(client=engine, progress=False)
+    summary = build_images(client=engine, progress=False)
     print(f"task images: {summary['built']} built, {summary['existing']} existing, {time.monotonic() - t0:.1f}s")
     built = {i["instance_id"]: i["image"] for i in summary["images"]}
     stale = {iid: (r["image"], built.get(iid)) for iid, r in BY_ID.items() if built.get(iid) != r["image"]}
