@@ -128,3 +128,42 @@ def sandbox_config(repo_image):
 def run_label() -> str:
     """The ``key=value`` label on every container this test session starts."""
     return f"{RUN_LABEL}={RUN_ID}"
+
+
+# ---------------------------------------------------------------- no container outlives the session
+# Whatever a test started (sandboxes, grading containers, replays), none may be left when the
+# session ends, failures and interruptions included: leftovers are removed and fail the run.
+_BEFORE: set[str] = set()
+
+
+def _labelled_ids() -> set[str] | None:
+    if _docker_problem():
+        return None
+    import docker
+
+    client = docker.from_env()
+    try:
+        return {c.id for c in client.containers.list(all=True, filters={"label": "srl-agent"})}
+    finally:
+        client.close()
+
+
+def pytest_sessionstart(session):
+    _BEFORE.update(_labelled_ids() or ())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    ids = _labelled_ids()
+    if not ids:
+        return
+    import docker
+
+    client = docker.from_env()
+    left = [client.containers.get(i) for i in ids - _BEFORE]
+    for c in left:
+        c.remove(force=True)
+    client.close()
+    if left:
+        print(f"\nFAILED: {len(left)} srl-agent container(s) outlived the test session: "
+              f"{[(c.short_id, c.labels) for c in left]}")
+        session.exitstatus = 1
