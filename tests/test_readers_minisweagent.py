@@ -13,7 +13,10 @@ import pytest
 from srl_agent.readers import ReadError, ReadReport, detect_format, read_file, read_trajectories
 from srl_agent.readers.base import iter_file_records
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/trajectories"
+from .conftest import SHARED as DATA
+
+if not DATA.is_dir():
+    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
 FILES = sorted((DATA / "minisweagent").glob("*.traj.json")) + sorted(
     (DATA / "minisweagent/verified").glob("*.traj.json")
 )

@@ -12,7 +12,10 @@ import yaml
 
 from srl_agent.readers import ReadError, ReadReport, detect_format, read_file, read_trajectories
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/trajectories"
+from .conftest import SHARED as DATA
+
+if not DATA.is_dir():
+    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
 TRAJ_FILES = sorted((DATA / "sweagent").glob("*.traj")) + sorted((DATA / "swesmith").glob("*.traj"))
 DEMO_FILES = sorted((DATA / "sweagent").glob("*demo*.yaml"))
 ALL_FILES = TRAJ_FILES + DEMO_FILES

@@ -12,7 +12,10 @@ import pytest
 
 from srl_agent.readers import ReadError, ReadReport, detect_format, parse_record, read_file, read_trajectories
 
-DATA = Path(__file__).resolve().parents[2] / "shared/data/trajectories"
+from .conftest import SHARED as DATA
+
+if not DATA.is_dir():
+    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
 SWEGYM = DATA / "hf_samples/SWE-Gym_OpenHands-Sampled-Trajectories.sample_raw.json"
 NEBIUS = DATA / "hf_samples/nebius_SWE-agent-trajectories.sample_raw.json"
 
