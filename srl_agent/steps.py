@@ -7,7 +7,7 @@ at k, as canonical text and structured, with the expert's thought kept for SFT.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,33 +57,49 @@ class Truncator:
         )
 
 
+def issue_turn(problem_statement: str, config: StepConfig, truncate: Callable[[str, int], str]) -> str:
+    """The user turn that states the task: the issue, truncated to its budget, in the issue template."""
+    return ISSUE_TEMPLATE.format(issue=truncate(problem_statement, config.issue_tokens))
+
+
+def prompt_messages(issue: str, pairs: Sequence[tuple[str, str]], config: StepConfig) -> list[dict[str, str]]:
+    """The chat prompt for the step after ``pairs``: the one place that decides what the policy sees.
+
+    ``issue`` is the issue turn (``issue_turn``); ``pairs`` are every earlier (canonical action text,
+    truncated observation) of the episode, oldest first, so the step's index is ``len(pairs)``. SRL
+    training (``step_instances``) and the agent loop (evaluation, RLVR) both call this, so a policy
+    is evaluated on exactly the prompt format it was trained on.
+    """
+    k = len(pairs)
+    start = 0 if config.context_steps is None else max(0, k - config.context_steps)
+    if start:
+        issue = issue + "\n\n" + OMITTED_TEMPLATE.format(n=start)
+    messages = [{"role": "system", "content": config.system_prompt}, {"role": "user", "content": issue}]
+    for action, observation in pairs[start:]:
+        messages.append({"role": "assistant", "content": action})
+        messages.append({"role": "user", "content": observation})
+    return messages
+
+
 def step_instances(
     traj: Trajectory, config: StepConfig | None = None, truncate: Callable[[str, int], str] | None = None
 ) -> Iterator[dict[str, Any]]:
     """The step instances of one trajectory, as JSON-ready rows."""
     config = config or StepConfig()
     truncate = truncate or Truncator()
-    issue = ISSUE_TEMPLATE.format(issue=truncate(traj.task.problem_statement, config.issue_tokens))
+    issue = issue_turn(traj.task.problem_statement, config, truncate)
     actions = [render(s.action) for s in traj.steps]
     # Each observation is truncated once, though up to K instances show it.
-    observations = [truncate(s.observation or "", config.observation_tokens) for s in traj.steps]
-    head = [{"role": "system", "content": config.system_prompt}, {"role": "user", "content": issue}]
+    pairs = [(a, truncate(s.observation or "", config.observation_tokens)) for a, s in zip(actions, traj.steps, strict=True)]
     n = len(traj.steps)
     for k, step in enumerate(traj.steps):
         if config.drop_legacy and step.legacy:
             continue
-        start = 0 if config.context_steps is None else max(0, k - config.context_steps)
-        messages = list(head)
-        if start:
-            messages[1] = {"role": "user", "content": issue + "\n\n" + OMITTED_TEMPLATE.format(n=start)}
-        for j in range(start, k):
-            messages.append({"role": "assistant", "content": actions[j]})
-            messages.append({"role": "user", "content": observations[j]})
         yield {
             "instance_id": traj.instance_id,
             "step_index": k,
             "num_steps": n,
-            "prompt": messages,
+            "prompt": prompt_messages(issue, pairs[:k], config),
             "expert_action": actions[k],
             "expert_tool_call": step.action.to_dict(),
             "expert_thought": step.thought,

@@ -1,0 +1,92 @@
+"""``srl-agent eval``: a thin wrapper over ``run_eval`` (registered in ``srl_agent/cli.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def eval_command(
+    model: str | None = typer.Option(None, "--model", help="Hub id or local path ('tiny' or none: the offline tiny model)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="swebench-5 rows file (.jsonl/.json) or hub name (default: the bundled tasks)."),
+    mode: str = typer.Option("agent", "--mode", help="agent (tools in the task sandbox) | oracle (issue + gold files → SEARCH/REPLACE)."),
+    output_dir: Path = typer.Option(Path("runs/eval"), "--output-dir", "-o", help="Where predictions, trajectories, logs and the summary go."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers | vllm | openai."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (with --backend openai)."),
+    predictions: Path | None = typer.Option(None, "--predictions", help="Score this predictions file; no model runs."),
+    gold: bool = typer.Option(False, "--gold", help="Score the dataset's own gold patches."),
+    instances: list[str] | None = typer.Option(None, "--instances", help="Only these instance ids (repeat, or comma-separated)."),
+    split: str = typer.Option("test", "--split", help="Split of a hub dataset."),
+    step_limit: int = typer.Option(30, "--step-limit", help="Most actions per agent episode."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens per completion."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    style: str = typer.Option("xml", "--style", help="Tool-call style the model writes: xml | json."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Episodes (or oracle prompts) per generate call."),
+    max_workers: int = typer.Option(2, "--max-workers", help="Harness workers."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Harness run id (default: a timestamp). The same id in the same output dir resumes: graded instances are not rerun."),
+    no_score: bool = typer.Option(False, "--no-score", help="Write predictions only."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+) -> None:
+    """Run a model on SWE-bench-style tasks (or take given predictions) and score with the official harness."""
+    from ..agent import AgentConfig
+    from ..policy import BACKENDS
+    from ..rewards.completion import STYLES
+    from .data import DatasetError
+    from .harness import ScoringError
+    from .run import MODES, run_eval
+
+    for value, known, hint in ((mode, MODES, "--mode"), (backend, BACKENDS, "--backend"), (style, STYLES, "--style")):
+        if value not in known:
+            raise typer.BadParameter(f"{value!r}; known: {', '.join(known)}", param_hint=hint)
+    if predictions is not None and not predictions.is_file():
+        raise typer.BadParameter(f"no such file: {predictions}", param_hint="--predictions")
+    ids = [i for item in instances or [] for i in item.split(",") if i]
+    config = AgentConfig(step_limit=step_limit, max_new_tokens=max_new_tokens, temperature=temperature, style=style,
+                         batch_size=batch_size)
+    with console.status("evaluating", spinner="dots") if not as_json else _Quiet() as status:
+        def progress(done: int, total: int) -> None:
+            if status is not None:
+                status.update(f"{mode}: {done}/{total} tasks")
+
+        try:
+            summary = run_eval(model, dataset, mode, output_dir, backend=backend, base_url=base_url,
+                               predictions=predictions, gold=gold, instance_ids=ids or None, split=split,
+                               agent_config=config, do_score=not no_score, max_workers=max_workers, run_id=run_id,
+                               progress=progress)
+        except (DatasetError, ValueError) as e:
+            raise typer.BadParameter(str(e)) from None
+        except (ScoringError, RuntimeError) as e:
+            console.print(f"[red]error:[/red] {escape(str(e))}")
+            raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table(title=f"{summary['model']} ({summary['source']}) on {summary['dataset']}")
+    for col in ("instance", "status", "FAIL_TO_PASS", "PASS_TO_PASS"):
+        table.add_column(col)
+    for i in summary.get("instances", []):
+        color = "green" if i["resolved"] else "red" if i["status"] == "error" else "yellow"
+        table.add_row(i["instance_id"], f"[{color}]{i['status']}[/{color}]", i.get("FAIL_TO_PASS", ""),
+                      i.get("PASS_TO_PASS", ""))
+    if summary.get("instances"):
+        Console().print(table)
+    if "resolved" in summary:
+        Console().print(f"resolved {summary['resolved']}/{summary['total']} = {summary['resolve_rate']:.1%} "
+                        f"(summary: {output_dir / 'summary.json'})")
+    else:
+        Console().print(f"{summary['submitted']} predictions in {summary.get('predictions')} (not scored)")
+
+
+class _Quiet:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,168 @@
+"""``run_eval``: produce predictions (a model in agent or oracle mode, the gold patches, or a given
+file) for a dataset, then score them with the official harness.
+
+Everything a run makes goes under ``output_dir``: ``predictions.jsonl``, ``trajs/<id>.traj`` (agent
+mode), ``oracle/<id>.json`` (oracle mode: files shown, answer, edits that failed), ``dataset.jsonl``
+(the rows scored), the harness's logs and report, and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .data import BUNDLED, load_rows, select
+from .harness import read_predictions, score, write_predictions
+
+MODES = ("agent", "oracle")
+
+
+def model_label(model: str | None) -> str:
+    """What predictions name the model by: a hub id as given, a local folder by its name."""
+    if model is None or str(model) == "tiny":
+        return "tiny"
+    path = Path(model)
+    return path.resolve().name if path.exists() else str(model)
+
+
+def _ensure_images(rows: list[dict[str, Any]], bundled: bool, client: Any) -> None:
+    """Build the bundled tasks' images that this engine lacks; published images are the user's to pull
+    (no network is assumed: a missing one stops the run before any model work)."""
+    import docker
+
+    missing = []
+    for row in rows:
+        try:
+            client.images.get(row["image"])
+        except docker.errors.ImageNotFound:
+            missing.append(row["instance_id"])
+    if missing and bundled:
+        from ..images import build_images
+
+        build_images(missing, client=client, progress=False)
+    elif missing:
+        images = ", ".join(r["image"] for r in rows if r["instance_id"] in missing)
+        raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")
+
+
+def _agent_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress) -> list[dict]:
+    from ..agent import Agent
+    from .trajfile import write_traj
+
+    agent = Agent(policy, agent_config)
+    preds = []
+    for ep in agent.run(rows, client=client, labels=labels, progress=progress):
+        write_traj(out / "trajs" / f"{ep.instance_id}.traj", ep, model=label, config=agent.config,
+                   issue_turn=agent.issue(ep.task))
+        preds.append({"instance_id": ep.instance_id, "model_name_or_path": label, "model_patch": ep.submission,
+                      "exit_status": ep.exit_status, "steps": len(ep.steps), "format_errors": len(ep.format_errors)})
+    return preds
+
+
+def _oracle_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress) -> list[dict]:
+    from ..agent import AgentConfig
+    from .oracle import answer_to_patch, oracle_files, oracle_messages, read_files
+
+    cfg = agent_config or AgentConfig()
+    files = [read_files(r, oracle_files(r.get("patch", "")), client=client, labels=labels) for r in rows]
+    prompts = [oracle_messages(r.get("problem_statement", ""), f) for r, f in zip(rows, files, strict=True)]
+    preds = []
+    size = max(1, cfg.batch_size)
+    for i in range(0, len(rows), size):
+        answers = policy.generate(prompts[i : i + size], max_new_tokens=cfg.max_new_tokens,
+                                  temperature=cfg.temperature, seed=cfg.seed)
+        for row, shown, answer in zip(rows[i : i + size], files[i : i + size], answers, strict=True):
+            result = answer_to_patch(shown, answer)
+            record = {"instance_id": row["instance_id"], "files": list(shown), "answer": answer,
+                      "edits": len(result.edits), "errors": result.errors, "patch": result.patch}
+            (out / "oracle").mkdir(parents=True, exist_ok=True)
+            (out / "oracle" / f"{row['instance_id']}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+            preds.append({"instance_id": row["instance_id"], "model_name_or_path": label,
+                          "model_patch": result.patch, "edits": len(result.edits), "edit_errors": len(result.errors)})
+        if progress is not None:
+            progress(len(preds), len(rows))
+    return preds
+
+
+def run_eval(
+    model: str | None = None,
+    dataset: str | Path | None = None,
+    mode: str = "agent",
+    output_dir: str | Path = "runs/eval",
+    *,
+    backend: str = "transformers",
+    base_url: str | None = None,
+    predictions: str | Path | None = None,
+    gold: bool = False,
+    instance_ids: list[str] | None = None,
+    split: str = "test",
+    agent_config: Any = None,
+    policy: Any = None,
+    do_score: bool = True,
+    max_workers: int = 2,
+    timeout: int = 1800,
+    run_id: str | None = None,
+    client: Any = None,
+    labels: dict[str, str] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Evaluate on ``dataset`` (default: the bundled tasks) and return the summary (also ``summary.json``).
+
+    Predictions come from ``predictions`` (a file), ``gold`` (the rows' own patches) or the model
+    (``policy``, or ``model`` + ``backend`` through ``make_policy``) in ``mode``. ``labels`` go on every
+    sandbox container (tests use them to find their own).
+    """
+    import docker
+
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    if predictions is not None and gold:
+        raise ValueError("give --predictions or --gold, not both")
+    started = time.monotonic()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = select(load_rows(dataset, split), instance_ids)
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    source = "predictions" if predictions is not None else "gold" if gold else mode
+    label = "gold" if gold else policy.name if policy is not None else model_label(model)
+    own = client is None
+    client = client or docker.from_env()
+    try:
+        if predictions is not None:
+            preds = read_predictions(Path(predictions))
+            label = preds[0]["model_name_or_path"] if preds else label
+        elif gold:
+            preds = [{"instance_id": r["instance_id"], "model_name_or_path": "gold", "model_patch": r.get("patch", "")}
+                     for r in rows]
+        else:
+            if policy is None:
+                from ..policy import make_policy
+
+                policy = make_policy(model, backend=backend, base_url=base_url)
+            _ensure_images(rows, dataset is None or Path(dataset).resolve() == BUNDLED, client)
+            make = _agent_predictions if mode == "agent" else _oracle_predictions
+            preds = make(policy, rows, out, label, agent_config, client, labels, progress)
+            write_predictions(preds, out / "predictions.jsonl")
+        summary: dict[str, Any] = {"source": source, "mode": mode if source in MODES else None, "model": label,
+                                   "dataset": str(dataset or BUNDLED), "output_dir": str(out)}
+        if source in MODES:
+            summary["predictions"] = str(out / "predictions.jsonl")
+            summary["generation"] = {k: sum(p.get(k, 0) for p in preds) for k in
+                                     (("steps", "format_errors") if mode == "agent" else ("edits", "edit_errors"))}
+        if do_score:
+            summary.update(score(rows, preds, out, run_id, max_workers=max_workers, timeout=timeout, client=client))
+            made = {p["instance_id"]: p for p in preds}
+            for i in summary["instances"]:  # how each prediction came about (exit status, steps, edits)
+                i.update({k: v for k, v in made.get(i["instance_id"], {}).items() if k not in ("model_patch",
+                          "model_name_or_path", "instance_id")})
+        else:
+            summary.update(total=len(rows), submitted=len(preds))
+    finally:
+        if own:
+            client.close()
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
