@@ -23,6 +23,7 @@ docker:
 	scripts/build-base-image
 
 test: venv docker
+	scripts/ensure-chromium
 	$(PY) -m pytest
 
 demo: venv docker

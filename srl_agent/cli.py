@@ -243,6 +243,18 @@ def replay(
         raise typer.Exit(1)
 
 
+# Evaluation (srl_agent/evaluation/cli.py): `srl-agent eval`.
+from .evaluation.cli import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+
+
+# The reward inspector (srl_agent/inspector/cli.py): `srl-agent inspect RUN`.
+from .inspector.cli import inspect_command  # noqa: E402
+
+app.command("inspect")(inspect_command)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,188 @@
+"""Importers: the artefacts runs leave behind, into the store.
+
+- ``import_records``: a JSONL of reward records — ``srl-agent score`` output and held-out scorings
+  (kind ``score``), a training run's ``rewards.jsonl`` (``srl``, or each record's own ``kind``);
+- ``import_eval``: an ``srl-agent eval`` folder (``summary.json`` + ``predictions.jsonl`` + ``trajs/``),
+  one episode per instance, reward 1 when the harness resolved it;
+- ``attach_steps``: a step-instance file (``srl-agent prepare``): the expert action and the prompt
+  the model saw, for the steps that candidates name.
+
+A line that cannot be read is skipped, counted by reason, and named (file:line) in ``problems``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .db import KINDS, StoreError, tool_key
+from .writer import StoreWriter
+
+MAX_PROBLEMS = 20
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded object or the ``json.JSONDecodeError``) for each non-empty line."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield line_no, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield line_no, e
+
+
+def sniff(path: str | Path) -> str | None:
+    """What a JSONL file holds, from its first record: 'steps', 'rewards' (training log), 'scored', or None."""
+    try:
+        for _, first in read_jsonl(path):
+            if not isinstance(first, dict):
+                return None
+            if "prompt" in first and "expert_action" in first:
+                return "steps"
+            if "breakdown" in first or "format_error" in first or first.get("kind") in ("rlvr", "eval", "srl"):
+                return "rewards" if "global_step" in first or first.get("kind") in ("rlvr", "srl") else "scored"
+            return None
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _summary(path: Path, imported: int, skipped: Counter, problems: list[str]) -> dict[str, Any]:
+    return {"path": str(path), "imported": imported, "skipped": sum(skipped.values()),
+            "skipped_by_reason": dict(skipped), "problems": problems}
+
+
+def _default_kind(path: Path) -> str:
+    """A file's record kind, from its first record: its ``kind``, else ``srl`` for a training log, else ``score``."""
+    for _, first in read_jsonl(path):
+        if isinstance(first, dict) and first.get("kind") in KINDS:
+            return first["kind"]
+        return "srl" if isinstance(first, dict) and "global_step" in first else "score"
+    return "score"
+
+
+def import_records(conn: sqlite3.Connection, path: str | Path, run: str, kind: str | None = None,
+                   batch_size: int = 2000) -> dict[str, Any]:
+    """Every record of a reward JSONL into run ``run`` (``kind``: the records' default, from the file when
+    None); returns what was imported and skipped."""
+    path = Path(path)
+    kind = kind or _default_kind(path)
+    writer = StoreWriter(conn, run=run, kind=kind, batch_size=batch_size, source=path, live=False)
+    skipped: Counter = Counter()
+    problems: list[str] = []
+    for line_no, record in read_jsonl(path):
+        try:
+            if isinstance(record, json.JSONDecodeError):
+                raise StoreError(f"not JSON ({record.msg})", "bad_json")
+            writer.write(record)
+        except StoreError as e:
+            skipped[e.reason] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(f"{path}:{line_no}: {e}")
+    writer.flush()
+    return _summary(path, writer.written, skipped, problems)
+
+
+def import_eval(conn: sqlite3.Connection, folder: str | Path, run: str = "eval") -> dict[str, Any]:
+    """An evaluation folder: one ``eval`` episode per instance of ``summary.json``."""
+    folder = Path(folder)
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    instances = summary.get("instances")
+    if not isinstance(instances, list):
+        raise StoreError(f"{summary_path}: no 'instances' list (was the run scored?)")
+    patches = {}
+    if (folder / "predictions.jsonl").is_file():
+        patches = {p.get("instance_id"): p.get("model_patch") for _, p in read_jsonl(folder / "predictions.jsonl")
+                   if isinstance(p, dict)}
+    meta = {k: summary.get(k) for k in ("model", "mode", "dataset", "resolve_rate", "run_id")}
+    writer = StoreWriter(conn, run=run, kind="eval", source=summary_path, meta=meta, live=False)
+    for inst in instances:
+        iid = inst["instance_id"]
+        record = {"kind": "eval", "instance_id": iid, "reward": 1.0 if inst.get("resolved") else 0.0,
+                  "status": inst.get("status"), "completion": patches.get(iid)}
+        record.update({k: v for k, v in inst.items() if k not in ("instance_id", "resolved", "status")})
+        traj = folder / "trajs" / f"{iid}.traj"
+        if traj.is_file():
+            data = json.loads(traj.read_text(encoding="utf-8"))
+            info = data.get("info") or {}
+            record["agent_steps"] = len(data.get("trajectory") or [])
+            record["agent_format_errors"] = len((info.get("srl_agent") or {}).get("format_errors") or [])
+            record["exit_status"] = info.get("exit_status")
+        writer.write(record)
+    writer.flush()
+    return _summary(summary_path, writer.written, Counter(), [])
+
+
+def _step_keys(path: Path) -> dict[str, set[str]]:
+    """instance_id → the trajectory sources a step file has for it (a cheap first pass)."""
+    sources: dict[str, set[str]] = defaultdict(set)
+    for _, row in read_jsonl(path):
+        if isinstance(row, dict) and "instance_id" in row:
+            sources[str(row["instance_id"])].add(str(row.get("source") or ""))
+    return sources
+
+
+def _adopt_sources(conn: sqlite3.Connection, sources: dict[str, set[str]]) -> None:
+    """Records that named no source join the one trajectory the step file has for their instance id."""
+    for task_id, iid in conn.execute("SELECT id, instance_id FROM tasks WHERE source = ''").fetchall():
+        known = sources.get(iid, set()) - {""}
+        if len(known) != 1:
+            continue
+        (source,) = known
+        other = conn.execute("SELECT id FROM tasks WHERE instance_id = ? AND source = ?", (iid, source)).fetchone()
+        if other is None:
+            conn.execute("UPDATE tasks SET source = ? WHERE id = ?", (source, task_id))
+        else:
+            conn.execute("UPDATE candidates SET task_id = ? WHERE task_id = ?", (other[0], task_id))
+            conn.execute("DELETE FROM steps WHERE task_id = ?", (task_id,))
+            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+def missing_steps(conn: sqlite3.Connection) -> int:
+    """How many (task, step) pairs that candidates name have no expert step yet."""
+    return conn.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT c.task_id, c.step_index FROM candidates c LEFT JOIN steps s "
+        "ON s.task_id = c.task_id AND s.step_index = c.step_index "
+        "WHERE c.step_index IS NOT NULL AND s.task_id IS NULL)").fetchone()[0]
+
+
+def attach_steps(conn: sqlite3.Connection, path: str | Path) -> int:
+    """Insert the expert steps of a step-instance file that candidates name and the store lacks; returns how many."""
+    path = Path(path)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _adopt_sources(conn, _step_keys(path))
+        tasks = {(r[1], r[2]): r[0] for r in conn.execute("SELECT id, instance_id, source FROM tasks")}
+        have = set(conn.execute("SELECT task_id, step_index FROM steps").fetchall())
+        wanted = {tuple(r) for r in conn.execute(
+            "SELECT DISTINCT task_id, step_index FROM candidates WHERE step_index IS NOT NULL")} - {tuple(h) for h in have}
+        rows, counts = [], {}
+        for line_no, row in read_jsonl(path):
+            if not isinstance(row, dict) or "instance_id" not in row or "step_index" not in row:
+                raise StoreError(f"{path}:{line_no}: not a step instance")
+            task = tasks.get((str(row["instance_id"]), str(row.get("source") or "")))
+            if task is None:
+                continue
+            if row.get("num_steps") is not None:
+                counts[task] = int(row["num_steps"])
+            key = (task, int(row["step_index"]))
+            if key not in wanted:
+                continue
+            wanted.discard(key)
+            call = row.get("expert_tool_call")
+            rows.append((*key, row.get("expert_action"), tool_key(call), json.dumps(call, ensure_ascii=False),
+                         row.get("expert_thought"), json.dumps(row.get("prompt"), ensure_ascii=False),
+                         int(bool(row.get("legacy"))), int(row.get("file_snapshot") is not None)))
+        conn.executemany("INSERT OR IGNORE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany("UPDATE tasks SET num_steps = ? WHERE id = ?", [(n, t) for t, n in counts.items()])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(rows)
