@@ -5,6 +5,8 @@ the same run, so figures compare across machines as ratios.
     python scripts/bench.py prepare [--copies N]
     python scripts/bench.py reward [--repeat N]
     python scripts/bench.py sandbox [--image IMAGE] [--runs N] [--exec-runs N] [--resets N]
+    python scripts/bench.py agent [--tasks N] [--max-new-tokens N]
+    python scripts/bench.py train [--steps N] [--warmup-steps N]
 """
 
 from __future__ import annotations
@@ -245,6 +247,89 @@ def bench_sandbox(args) -> dict:
     }
 
 
+def bench_agent(args) -> dict:
+    """Agent episodes on the bundled tasks with the tiny model: N episodes side by side (one generate
+    call per round for all of them) vs the same N one at a time (the baseline, same run)."""
+    sys.path.insert(0, str(ROOT))
+    from srl_agent.agent import Agent, AgentConfig
+    from srl_agent.images import build_images
+    from srl_agent.policy import make_policy
+    from srl_agent.tasks import load_dataset
+
+    rows = load_dataset()[: args.tasks]
+    build_images([r["instance_id"] for r in rows], progress=False)
+    policy = make_policy(None)
+    labels = {"srl-agent.bench": uuid.uuid4().hex[:8]}
+    times, turns = {}, {}
+    for name, size in (("one_at_a_time", 1), ("batched", len(rows))):
+        config = AgentConfig(step_limit=3, format_error_limit=3, max_new_tokens=args.max_new_tokens, temperature=1.0,
+                             batch_size=size)
+        t = time.perf_counter()
+        episodes = Agent(policy, config).run(rows, labels=labels)
+        times[name] = time.perf_counter() - t
+        turns[name] = sum(e.turns for e in episodes)
+    return {
+        "bench": "agent",
+        "tasks": len(rows),
+        "max_new_tokens": args.max_new_tokens,
+        "turns": turns,
+        "one_at_a_time_s": round(times["one_at_a_time"], 2),
+        "batched_s": round(times["batched"], 2),
+        "batched_speedup": round(times["one_at_a_time"] / times["batched"], 2),
+    }
+
+
+def bench_train(args) -> dict:
+    """SRL optimizer steps on the tiny model (tiny recipe, after a short SFT warm-up so completions parse):
+    seconds per step, and the share of the step spent computing rewards (measured inside the run, and
+    bounded from above by scoring the expert's own actions, which all take the full reward path)."""
+    sys.path.insert(0, str(ROOT))
+    from transformers import AutoTokenizer
+
+    from srl_agent.models import resolve_model
+    from srl_agent.prepare import prepare
+    from srl_agent.rewards import srl_reward
+    from srl_agent.steps import StepConfig
+    from srl_agent.train import train_sft, train_srl
+    from srl_agent.train.data import read_steps
+    from srl_agent.train.recipe import load_recipe
+
+    recipe = load_recipe("tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = resolve_model(None)
+        prepare([ROOT / "trajectories"], tmp / "steps.jsonl", StepConfig(**recipe["pipeline"]["prepare"]),
+                tokenizer=AutoTokenizer.from_pretrained(model))
+        train_sft(tmp / "steps.jsonl", tmp / "sft", model=model, recipe=recipe,
+                  overrides={"sft.max_steps": args.warmup_steps, "sft.disable_tqdm": True})
+        s = train_srl(tmp / "steps.jsonl", tmp / "srl", model=tmp / "sft", recipe=recipe,
+                      overrides={"grpo.max_steps": args.steps, "grpo.disable_tqdm": True})
+        log = [json.loads(line) for line in (tmp / "srl" / "rewards.jsonl").read_text().splitlines()]
+        rows = read_steps(tmp / "steps.jsonl")
+    # Upper bound: every completion valid. Score the expert's actions as completions, as many per step as the run scored.
+    reward = srl_reward(**recipe["reward"])
+    completions = [f"<think>bench</think>\n{r['expert_action']}" for r in rows]
+    columns = {"expert_action": [r["expert_action"] for r in rows], "expert_tool_call": [r["expert_tool_call"] for r in rows],
+               "file_snapshot": [r.get("file_snapshot") for r in rows]}
+    t = time.perf_counter()
+    for _ in range(3):
+        reward(completions=completions, **columns)
+    per_valid = (time.perf_counter() - t) / (3 * len(rows))
+    per_step = s["train_seconds"] / s["steps"]
+    scored_per_step = len(log) / s["steps"]
+    return {
+        "bench": "train",
+        "steps": s["steps"],
+        "seconds_per_step": round(per_step, 3),
+        "completions_scored_per_step": scored_per_step,
+        "format_error_rate": round(sum(r["breakdown"]["format_error"] is not None for r in log) / len(log), 3),
+        "reward_seconds_per_step": round(s["reward_seconds"] / s["steps"], 5),
+        "reward_share": round(s["reward_share"], 5),
+        "reward_share_if_all_valid": round(per_valid * scored_per_step / per_step, 5),
+        "target_reward_share": 0.05,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -262,6 +347,14 @@ def main() -> None:
     p.add_argument("--data", default=str(SHARED))
     p.add_argument("--repeat", type=int, default=3, help="timed runs per configuration; the best is kept")
     p.set_defaults(fn=bench_reward)
+    p = sub.add_parser("agent", help="agent episodes with the tiny model: batched rounds vs one episode at a time")
+    p.add_argument("--tasks", type=int, default=4, help="bundled tasks, run side by side (default: 4)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per completion (default: 64)")
+    p.set_defaults(fn=bench_agent)
+    p = sub.add_parser("train", help="SRL on the tiny model: seconds per optimizer step, share spent on rewards")
+    p.add_argument("--steps", type=int, default=6, help="SRL optimizer steps timed (default: 6)")
+    p.add_argument("--warmup-steps", type=int, default=60, help="SFT steps first, so completions parse (default: 60)")
+    p.set_defaults(fn=bench_train)
     args = parser.parse_args()
     print(json.dumps(args.fn(args)))
 

@@ -243,6 +243,13 @@ def replay(
         raise typer.Exit(1)
 
 
+# Training (srl_agent/train/cli.py): `srl-agent train sft|srl` and `srl-agent pipeline`.
+from .train.cli import pipeline_command, train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+app.command("pipeline")(pipeline_command)
+
+
 # Evaluation (srl_agent/evaluation/cli.py): `srl-agent eval`.
 from .evaluation.cli import eval_command  # noqa: E402
 

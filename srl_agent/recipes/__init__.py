@@ -1,0 +1,1 @@
+"""Bundled training recipes (YAML): ``srl`` (the paper's settings) and ``tiny`` (the offline CPU demo)."""

@@ -1,0 +1,156 @@
+"""``srl-agent train sft|srl`` and ``srl-agent pipeline``: thin wrappers over ``train_sft``, ``train_srl``, ``run_pipeline``.
+
+Options map onto recipe keys; a flag that is not given changes nothing, so the recipe (and ``--set``)
+keep their values. Precedence: recipe file < ``--set key=value`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a policy on step instances (SFT or SRL).")
+console = Console(stderr=True)
+
+_MODEL = typer.Option(None, "--model", help="Hub id or local path (default: the recipe's, else the offline tiny model).")
+_DATA = typer.Option(..., "--data", help="Step instances (JSONL from `srl-agent prepare`).")
+_OUT = typer.Option(..., "--output-dir", help="Run folder: final model, checkpoint-N folders, rewards.jsonl.")
+_RECIPE = typer.Option("srl", "--recipe", help="Bundled recipe (srl, tiny) or a YAML path.")
+_SET = typer.Option(None, "--set", help="Override a recipe key, e.g. --set grpo.learning_rate=1e-6 (repeatable).")
+_RESUME = typer.Option(False, "--resume", help="Continue from the last checkpoint-N in --output-dir.")
+_RESUME_FROM = typer.Option(None, "--resume-from", help="Continue from this checkpoint folder.")
+_JSON = typer.Option(False, "--json", help="Print the summary as one JSON object.")
+
+
+def _overrides(sets: list[str] | None, section: str, flags: dict[str, Any]) -> dict[str, Any]:
+    from .recipe import RecipeError, parse_assignments
+
+    try:
+        out = parse_assignments(sets)
+    except RecipeError as e:
+        raise typer.BadParameter(str(e), param_hint="--set") from None
+    for key, value in flags.items():
+        if value is not None:
+            out[key if key in ("lora", "seed") else f"{section}.{key}"] = value
+    return out
+
+
+def _run(fn, **kwargs: Any) -> dict[str, Any]:
+    from .common import TrainError, end_distributed
+    from .recipe import RecipeError
+
+    try:
+        summary = fn(**kwargs)
+    except (RecipeError, TrainError, ValueError, FileNotFoundError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    end_distributed()
+    return summary
+
+
+def _show(summary: dict[str, Any], as_json: bool, title: str, skip: tuple[str, ...] = ()) -> None:
+    from .common import is_main_process
+
+    if not is_main_process():  # under a launcher, rank 0 reports for everyone
+        return
+    shown = {k: v for k, v in summary.items() if k not in skip}
+    if as_json:
+        typer.echo(json.dumps(shown, default=str))
+        return
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value")
+    for key, value in shown.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    Console().print(table)
+
+
+def _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed) -> dict[str, Any]:
+    return {
+        "learning_rate": learning_rate, "max_steps": max_steps, "save_steps": save_steps,
+        "save_strategy": "steps" if save_steps else None,
+        "report_to": [r.strip() for r in report_to.split(",")] if report_to else None,
+        "lora": True if lora else None, "seed": seed,
+    }
+
+
+@train_app.command("srl")
+def srl(
+    data: Path = _DATA, output_dir: Path = _OUT, model: str | None = _MODEL, recipe: str = _RECIPE,
+    sets: list[str] = _SET,
+    learning_rate: float | None = typer.Option(None, help="grpo.learning_rate (paper: 5e-7)."),
+    num_generations: int | None = typer.Option(None, help="grpo.num_generations, G (paper: 8)."),
+    max_steps: int | None = typer.Option(None, help="grpo.max_steps (optimizer steps)."),
+    save_steps: int | None = typer.Option(None, help="Save a checkpoint every N steps."),
+    use_vllm: bool = typer.Option(False, "--use-vllm", help="Generate with vLLM (must be installed)."),
+    vllm_mode: str | None = typer.Option(None, help="vLLM mode: colocate | server (TRL's options)."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of all weights."),
+    report_to: str | None = typer.Option(None, help="tensorboard, wandb, … (comma-separated)."),
+    seed: int | None = typer.Option(None, help="Seed for data order, sampling and init."),
+    resume: bool = _RESUME, resume_from: Path | None = _RESUME_FROM, as_json: bool = _JSON,
+) -> None:
+    """SRL: GRPO on step instances with the step-wise reward and dynamic sampling."""
+    from .srl import train_srl
+
+    if vllm_mode is not None and vllm_mode not in ("colocate", "server"):
+        raise typer.BadParameter("colocate or server", param_hint="--vllm-mode")
+    flags = _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed)
+    flags.update(num_generations=num_generations, use_vllm=True if use_vllm or vllm_mode else None, vllm_mode=vllm_mode)
+    summary = _run(train_srl, data=data, output_dir=output_dir, model=model, recipe=recipe,
+                   overrides=_overrides(sets, "grpo", flags), resume=resume_from or resume)
+    _show(summary, as_json, f"srl → {output_dir}", skip=("reward_mean",))
+
+
+@train_app.command("sft")
+def sft(
+    data: Path = _DATA, output_dir: Path = _OUT, model: str | None = _MODEL, recipe: str = _RECIPE,
+    sets: list[str] = _SET,
+    learning_rate: float | None = typer.Option(None, help="sft.learning_rate."),
+    epochs: float | None = typer.Option(None, help="sft.num_train_epochs."),
+    max_steps: int | None = typer.Option(None, help="sft.max_steps (optimizer steps)."),
+    save_steps: int | None = typer.Option(None, help="Save a checkpoint every N steps."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of all weights."),
+    report_to: str | None = typer.Option(None, help="tensorboard, wandb, … (comma-separated)."),
+    seed: int | None = typer.Option(None, help="Seed for data order and init."),
+    resume: bool = _RESUME, resume_from: Path | None = _RESUME_FROM, as_json: bool = _JSON,
+) -> None:
+    """SFT on the expert steps: prompt → <think>thought</think> action (the paper's baseline; the tiny model's warm-up)."""
+    from .sft import train_sft
+
+    flags = _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed)
+    flags["num_train_epochs"] = epochs
+    summary = _run(train_sft, data=data, output_dir=output_dir, model=model, recipe=recipe,
+                   overrides=_overrides(sets, "sft", flags), resume=resume_from or resume)
+    _show(summary, as_json, f"sft → {output_dir}", skip=("losses",))
+
+
+def pipeline_command(
+    trajectories: Path | None = typer.Option(None, help="Trajectory files or folder (default: the bundled ones)."),
+    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", help="Run folder for every stage."),
+    model: str | None = _MODEL,
+    recipe: str = typer.Option("tiny", "--recipe", help="Bundled recipe (tiny, srl) or a YAML path."),
+    sets: list[str] = _SET,
+    as_json: bool = typer.Option(False, "--json", help="Table on stderr; the summary as one JSON line on stdout."),
+) -> None:
+    """Prepare → SFT warm-up → SRL, scoring held-out steps before and after SRL."""
+    from ..models.tiny import TRAJECTORY_DIR
+    from .pipeline import run_pipeline
+
+    summary = _run(run_pipeline, trajectories=trajectories or TRAJECTORY_DIR, output_dir=output_dir, recipe=recipe,
+                   model=model, overrides=_overrides(sets, "pipeline", {}), say=lambda m: console.print(f"[bold]» {m}"))
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    table = Table(title=f"pipeline → {output_dir} ({summary['wall_seconds']:.0f} s)")
+    for col in ("held-out steps", "", "after SFT warm-up", "after SRL"):
+        table.add_column(col, justify="right")
+    for label, key in (("mean reward", "reward"), ("format errors", "format_error_rate"), ("tool match", "tool_match_rate")):
+        b, a = summary[f"heldout_{key}_before"], summary[f"heldout_{key}_after"]
+        table.add_row(str(summary["heldout_steps"]), label, f"{b:.3f}", f"{a:.3f}")
+    (console if as_json else Console()).print(table)
+    compact = {k: v for k, v in summary.items() if k != "stages"}
+    if as_json:
+        typer.echo(json.dumps(compact, default=str))
