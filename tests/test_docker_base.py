@@ -6,59 +6,26 @@ Start an engine with scripts/ensure-docker.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from .conftest import RUN_ID, RUN_LABEL
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "scripts" / "build-base-image"
 LABEL = "srl-agent"
-RUN_LABEL = "srl-agent.test-run"
-RUN_ID = uuid.uuid4().hex[:12]
+
 OFFLINE = dict(network_disabled=True, network_mode="none")
 
 
-def _engine_problem() -> str | None:
-    """Why the real engine cannot be used, or None."""
-    if shutil.which("docker") is None:
-        return "no docker client on PATH (run scripts/ensure-docker)"
-    try:
-        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return "'docker info' did not answer within 60 s"
-    if r.returncode != 0:
-        msg = (r.stderr.strip() or r.stdout.strip())[-600:]
-        return f"'docker info' failed (run scripts/ensure-docker): {msg}"
-    try:
-        import docker  # noqa: F401
-    except ImportError as e:
-        return f"the docker SDK is not importable: {e}"
-    return None
-
-
 @pytest.fixture(scope="module")
-def engine():
-    problem = _engine_problem()
-    if problem:
-        if os.environ.get("SRL_REQUIRE_DOCKER"):
-            pytest.fail(f"SRL_REQUIRE_DOCKER is set but {problem}", pytrace=False)
-        pytest.skip(problem)
-    import docker
-
-    client = docker.from_env()
-    try:
-        yield client
-    finally:
-        # Safety net: whatever this module created and somehow left, goes.
-        for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
-            c.remove(force=True)
-        client.close()
+def engine(docker_client):
+    """The real engine (conftest: skips without one, fails when SRL_REQUIRE_DOCKER is set)."""
+    return docker_client
 
 
 @pytest.fixture(scope="module")

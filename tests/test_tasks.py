@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,10 +20,11 @@ from srl_agent import tasks
 from srl_agent.grading import LABEL, evaluate, grade
 from srl_agent.images import build_images
 
+from .conftest import RUN_ID, RUN_LABEL
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT / "environments" / "tasks.jsonl"
-RUN_LABEL = "srl-agent.test-run"
-RUN_ID = uuid.uuid4().hex[:12]
+
 MARK = {RUN_LABEL: RUN_ID}
 FIELDS = (
     "instance_id", "repo", "version", "base_commit", "problem_statement", "patch", "test_patch",
@@ -35,35 +34,10 @@ ROWS = tasks.load_dataset(DATASET)
 BY_ID = {r["instance_id"]: r for r in ROWS}
 
 
-def _engine_problem() -> str | None:
-    """Why the real engine cannot be used, or None."""
-    if shutil.which("docker") is None:
-        return "no docker client on PATH (run scripts/ensure-docker)"
-    try:
-        r = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return "'docker info' did not answer within 60 s"
-    if r.returncode != 0:
-        return f"'docker info' failed (run scripts/ensure-docker): {(r.stderr or r.stdout).strip()[-600:]}"
-    return None
-
-
 @pytest.fixture(scope="session")
-def engine():
-    problem = _engine_problem()
-    if problem:
-        if os.environ.get("SRL_REQUIRE_DOCKER"):
-            pytest.fail(f"SRL_REQUIRE_DOCKER is set but {problem}", pytrace=False)
-        pytest.skip(problem)
-    import docker
-
-    client = docker.from_env()
-    try:
-        yield client
-    finally:
-        for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"}):
-            c.remove(force=True)
-        client.close()
+def engine(docker_client):
+    """The real engine (conftest: skips without one, fails when SRL_REQUIRE_DOCKER is set)."""
+    return docker_client
 
 
 @pytest.fixture(scope="session")
