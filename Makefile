@@ -4,8 +4,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # The CPU build that lies on this kind of machine's disk; GPU machines install their own torch first.
 TORCH  ?= torch==2.13.0
-# The demo's input: the public trajectories beside the checkout where there are some, else the bundled ones.
-DATA   ?= $(firstword $(wildcard ../shared/data/trajectories) trajectories)
+# The demo's input: the bundled expert trajectories (the public ones beside the checkout are ~1,200 steps,
+# more than a CPU trains on in minutes; pass DATA=../shared/data/trajectories to use them anyway).
+DATA   ?= trajectories
 
 .PHONY: venv docker test demo lint bench clean
 
@@ -26,8 +27,9 @@ test: venv docker
 	scripts/ensure-chromium
 	$(PY) -m pytest
 
+# prepare → split by trajectory → SFT warm-up of the tiny model → SRL → held-out scores; the last line is JSON.
 demo: venv docker
-	$(VENV)/bin/srl-agent prepare $(DATA) --out runs/demo/steps.jsonl
+	$(VENV)/bin/srl-agent pipeline --trajectories $(DATA) --output-dir runs/demo --recipe tiny --json
 
 lint: venv
 	$(VENV)/bin/ruff check srl_agent tests scripts

@@ -33,7 +33,7 @@ def test_pipeline_command_prints_a_table_then_one_json_line(tmp_path):
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "after SFT warm-up" in done.stderr  # the table
+    assert "after SFT warm-up" in done.stderr and "mean step reward" in done.stderr  # the table
     for key in ("heldout_reward_before", "heldout_reward_after", "wall_seconds", "train_steps", "heldout_steps"):
         assert key in summary
     train, held = read_steps(tmp_path / "train.jsonl"), read_steps(tmp_path / "heldout.jsonl")

@@ -30,8 +30,9 @@ def test_resume_continues_from_the_same_step_and_data_position(warm, tmp_path):
             if state.global_step == 2:
                 control.should_training_stop = True
 
+    # A high epsilon drops most groups, so every batch draws refills and the refill stream's position matters.
     run = {**SRL, "grpo.max_steps": 4, "grpo.save_strategy": "steps", "grpo.save_steps": 2,
-           "dynamic_sampling.max_rounds": 3}
+           "dynamic_sampling.max_rounds": 2, "dynamic_sampling.epsilon": 0.9}
     full = train_srl(steps, tmp_path / "full", model=model, recipe="tiny", overrides=run)
     cut = train_srl(steps, tmp_path / "cut", model=model, recipe="tiny", overrides=run, callbacks=[Interrupt()])
     assert cut["steps"] == 2 and (tmp_path / "cut" / "checkpoint-2").is_dir()
@@ -48,6 +49,10 @@ def test_resume_continues_from_the_same_step_and_data_position(warm, tmp_path):
     # The refill stream's position after step 2 is the uninterrupted run's at step 2.
     full_state = json.loads((tmp_path / "full" / "checkpoint-2" / "dynamic_sampling.json").read_text())
     assert state["refill"] == full_state["refill"]
+    # ... and, restored on resume, it ends where the uninterrupted run's ends.
+    end_full, end_cut = (json.loads((tmp_path / run / "checkpoint-4" / "dynamic_sampling.json").read_text())
+                         for run in ("full", "cut"))
+    assert end_cut == end_full and end_full["refill"]["pos"] > state["refill"]["pos"]
     wa, wb = weights(tmp_path / "full"), weights(tmp_path / "cut")
     for k in wa:
         assert (wa[k] - wb[k]).abs().max().item() < 1e-5, k

@@ -143,13 +143,14 @@ def pipeline_command(
 
     summary = _run(run_pipeline, trajectories=trajectories or TRAJECTORY_DIR, output_dir=output_dir, recipe=recipe,
                    model=model, overrides=_overrides(sets, "pipeline", {}), say=lambda m: console.print(f"[bold]» {m}"))
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
-    table = Table(title=f"pipeline → {output_dir} ({summary['wall_seconds']:.0f} s)")
-    for col in ("held-out steps", "", "after SFT warm-up", "after SRL"):
+    table = Table(title=f"pipeline → {output_dir} ({summary['wall_seconds']:.0f} s)",
+                  caption=f"{summary['heldout_steps']} held-out steps, {summary['train_steps']} training steps")
+    for col in ("held-out", "after SFT warm-up", "after SRL"):
         table.add_column(col, justify="right")
-    for label, key in (("mean reward", "reward"), ("format errors", "format_error_rate"), ("tool match", "tool_match_rate")):
+    for label, key in (("mean step reward", "reward"), ("format errors", "format_error_rate"),
+                       ("right tool", "tool_match_rate")):
         b, a = summary[f"heldout_{key}_before"], summary[f"heldout_{key}_after"]
-        table.add_row(str(summary["heldout_steps"]), label, f"{b:.3f}", f"{a:.3f}")
+        table.add_row(label, f"{b:.3f}", f"{a:.3f}")
     (console if as_json else Console()).print(table)
     compact = {k: v for k, v in summary.items() if k != "stages"}
     if as_json:

@@ -89,7 +89,7 @@ class SRLTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.dynamic_sampling = dynamic_sampling if dynamic_sampling and dynamic_sampling.enabled else None
         self.reward_log = reward_log
-        self.refill = RefillStream(len(self.train_dataset), self.args.seed)
+        self.refill = RefillStream(len(self.train_dataset) if self.train_dataset is not None else 0, self.args.seed)
         # Totals over the run (all processes), for the summary; the per-batch figures go to TRL's metrics.
         self.sampling_stats = {"groups_drawn": 0, "groups_dropped": 0, "groups_filled": 0, "rounds": 0, "batches": 0}
         self._round_rewards: torch.Tensor | None = None
@@ -148,7 +148,7 @@ class SRLTrainer(GRPOTrainer):
                 break
             rows = [self.train_dataset[i] for i in self.refill.take(missing, rank, world)]
             batch = [{k: row[k] for k in inputs[0]} for row in rows for _ in range(G)]
-        filled = max(0, need - len(kept))
+        filled = max(0, need - len(kept))  # rounds ran out: zero-variance groups (advantage 0) make up the rest
         chosen = kept[:need] + spare[:filled]
         used = {gid for gid, _ in chosen}
         for r in records:
@@ -188,7 +188,7 @@ class SRLTrainer(GRPOTrainer):
         for i, row in enumerate(batch):
             g = (first_row + i) // G
             record = {
-                "global_step": self.state.global_step, "round": round_, "group": group_offset + g,
+                "kind": "srl", "global_step": self.state.global_step, "round": round_, "group": group_offset + g,
                 "generation": i % G, "instance_id": row.get("instance_id"), "step_index": row.get("step_index"),
                 "reward": rewards[i], "advantage": advantages[i],
                 "group_std": None if std is None else float(std[g]),
@@ -214,14 +214,15 @@ class SRLTrainer(GRPOTrainer):
                 self.reward_log.flush()
 
     def _log_sampling(self, rounds: int, drawn: int, dropped: int, filled: int, need: int) -> None:
+        filled = int(self.accelerator.gather(torch.tensor([filled], device=self.accelerator.device)).sum())
         metrics = self._metrics["train"]
         metrics["dynamic_sampling/dropped_fraction"].append(dropped / drawn)
         metrics["dynamic_sampling/rounds"].append(float(rounds))
-        metrics["dynamic_sampling/filled_fraction"].append(filled / need if need else 0.0)
+        metrics["dynamic_sampling/filled_fraction"].append(filled / (need * self.accelerator.num_processes))
         s = self.sampling_stats
         s["groups_drawn"] += drawn
         s["groups_dropped"] += dropped
-        s["groups_filled"] += filled * self.accelerator.num_processes
+        s["groups_filled"] += filled
         s["rounds"] += rounds
         s["batches"] += 1
 

@@ -2,11 +2,13 @@
 
 ``run_pipeline`` is what ``srl-agent pipeline`` and ``make demo`` run. Each stage's summary is kept
 under its name in the result (later stages, RLVR and evaluation, append theirs the same way); the
-headline figures are ``heldout_reward_before`` (after the warm-up) and ``heldout_reward_after`` (after SRL).
+headline figures are ``heldout_reward_before`` (after the warm-up) and ``heldout_reward_after`` (after SRL);
+the whole summary is also written to ``OUTPUT_DIR/summary.json``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,11 +32,12 @@ def run_pipeline(
     from ..steps import StepConfig
     from .data import read_steps, split_by_trajectory, write_steps
     from .heldout import score_heldout
+    from .recipe import resolve_recipe
     from .sft import train_sft
-    from .srl import prepare_recipe, train_srl
+    from .srl import train_srl
 
     start = time.perf_counter()
-    recipe = prepare_recipe(recipe, overrides)
+    recipe = resolve_recipe(recipe, overrides)
     pipe = recipe.get("pipeline") or {}
     out = Path(output_dir)
     stages: dict[str, Any] = {}
@@ -67,7 +70,7 @@ def run_pipeline(
     stages["heldout_after"] = score(out / "srl", "after")
     before, after = stages["heldout_before"], stages["heldout_after"]
     ds = stages["srl"].get("dynamic_sampling") or {}
-    return {
+    summary = {
         "heldout_reward_before": before["mean_reward"],
         "heldout_reward_after": after["mean_reward"],
         "heldout_format_error_rate_before": before["format_error_rate"],
@@ -86,3 +89,5 @@ def run_pipeline(
         "output_dir": str(out),
         "stages": stages,
     }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
+    return summary

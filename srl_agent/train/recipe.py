@@ -17,7 +17,6 @@ flag changes what it names and nothing else.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from importlib import resources
 from pathlib import Path
@@ -55,6 +54,12 @@ def load_recipe(name_or_path: str | Path = "srl") -> dict[str, Any]:
         raise RecipeError(f"{where}: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     recipe["_source"] = where
     return recipe
+
+
+def resolve_recipe(recipe: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A recipe by name, path or as a dict, with ``overrides`` applied."""
+    base = recipe if isinstance(recipe, dict) else load_recipe(recipe)
+    return apply_overrides(base, overrides or {})
 
 
 def parse_value(text: str) -> Any:
@@ -160,9 +165,3 @@ def lora_config(recipe: dict[str, Any]):
     kwargs = {**DEFAULT_LORA, **(lora if isinstance(lora, dict) else {})}
     kwargs.setdefault("task_type", "CAUSAL_LM")
     return LoraConfig(**kwargs)
-
-
-def steps_for(prompts: int, recipe: dict[str, Any]) -> int:
-    """Optimizer steps in one pass over ``prompts`` prompts (for progress and summaries)."""
-    per_step = recipe.get("prompts_per_step") or 1
-    return math.ceil(prompts / per_step)

@@ -1,6 +1,6 @@
 """The run's reward log: one record per scored completion, for the inspector.
 
-A record: ``global_step`` (optimizer steps done when the batch was generated), ``round`` (dynamic
+A record (``kind`` "srl"): ``global_step`` (optimizer steps done when the batch was generated), ``round`` (dynamic
 sampling's generation round), ``group`` (the prompt group within the step's draws), ``generation``
 (index within the group), ``instance_id``, ``step_index``, ``source``, ``completion``, ``reward``,
 ``advantage``, ``group_std``, ``dropped`` (zero-variance group), ``in_batch`` (used for the update),

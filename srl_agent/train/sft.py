@@ -11,8 +11,7 @@ from typing import Any
 
 from .common import log_series, resolve_checkpoint
 from .data import read_steps, sft_dataset
-from .recipe import lora_config, sft_config
-from .srl import prepare_recipe
+from .recipe import lora_config, resolve_recipe, sft_config
 
 
 def train_sft(
@@ -28,7 +27,7 @@ def train_sft(
 
     from ..models import resolve_model
 
-    recipe = prepare_recipe(recipe, overrides)
+    recipe = resolve_recipe(recipe, overrides)
     model_name = resolve_model(model or recipe.get("model"))
     checkpoint = resolve_checkpoint(output_dir, resume)
     dataset, skipped = sft_dataset(read_steps(data))

@@ -8,15 +8,10 @@ from typing import Any
 from .common import TrainError, checkpoint_step, is_main_process, log_series, require_vllm, resolve_checkpoint
 from .data import read_steps, srl_dataset
 from .dynamic_sampling import DynamicSampling, SRLTrainer
-from .recipe import apply_overrides, grpo_config, load_recipe, lora_config
+from .recipe import grpo_config, lora_config, resolve_recipe
 from .reward_log import CollectingReward, JsonlRewardLog
 
 REWARD_LOG = "rewards.jsonl"
-
-
-def prepare_recipe(recipe: str | Path | dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    base = recipe if isinstance(recipe, dict) else load_recipe(recipe)
-    return apply_overrides(base, overrides or {})
 
 
 def train_srl(
@@ -38,7 +33,7 @@ def train_srl(
     from ..models import resolve_model
     from ..rewards import srl_reward
 
-    recipe = prepare_recipe(recipe, overrides)
+    recipe = resolve_recipe(recipe, overrides)
     require_vllm(recipe.get("grpo") or {})
     model_name = resolve_model(model or recipe.get("model"))
     output_dir = Path(output_dir)
