@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..steps import read_step_file
 from .step_reward import DEFAULT_MODE, StepReward
 
 MAX_PROBLEMS = 50
@@ -23,21 +24,15 @@ _EXPERT_FIELDS = ("expert_action", "expert_tool_call", "file_snapshot")
 def load_steps(path: str | Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """The expert columns of a step-instance file, by (instance_id, step_index); prompts are dropped."""
     steps: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    with Path(path).open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                key = (str(row["instance_id"]), int(row["step_index"]))
-                entry = {k: row.get(k) for k in _EXPERT_FIELDS}
-                if not isinstance(entry["expert_action"], str):
-                    raise KeyError("expert_action")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{line_no}: not a step instance ({type(e).__name__}: {e})") from None
-            entry["source"] = row.get("source", "")
-            steps[key].append(entry)
+    for row, key in read_step_file(path, _expert_key):
+        steps[key].append({**{k: row.get(k) for k in _EXPERT_FIELDS}, "source": row.get("source", "")})
     return steps
+
+
+def _expert_key(row: dict[str, Any]) -> tuple[str, int]:
+    if not isinstance(row.get("expert_action"), str):
+        raise KeyError("expert_action")
+    return str(row["instance_id"]), int(row["step_index"])
 
 
 def _tool_key(step: dict[str, Any]) -> str:

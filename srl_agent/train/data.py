@@ -8,24 +8,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..steps import read_step_file
+
 # What the SRL reward and the reward log read; the rest of a step row stays out of the batches.
 SRL_COLUMNS = ("prompt", "expert_action", "expert_tool_call", "file_snapshot", "instance_id", "step_index", "source")
 
 
+def _check_srl_row(row: dict[str, Any]) -> None:
+    if not isinstance(row.get("prompt"), list) or not isinstance(row.get("expert_action"), str):
+        raise KeyError("prompt / expert_action")
+
+
 def read_steps(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a step-instance file (``srl-agent prepare``); errors name the file and line."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row.get("prompt"), list) or not isinstance(row.get("expert_action"), str):
-                    raise KeyError("prompt / expert_action")
-            except (json.JSONDecodeError, KeyError, AttributeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a step instance ({type(e).__name__}: {e})") from None
-            rows.append(row)
+    rows = [row for row, _ in read_step_file(path, _check_srl_row)]
     if not rows:
         raise ValueError(f"{path}: no step instances")
     return rows
