@@ -145,6 +145,8 @@ def run_eval(
     """
     import docker
 
+    from .sandbox import container_labels
+
     spec = _spec(task_row)
     own = client is None
     client = client or docker.from_env()
@@ -153,7 +155,7 @@ def run_eval(
         container = client.containers.create(
             spec.image,
             ["/bin/bash", f"{_WORK}/run.sh"],
-            labels={LABEL: "1", **(labels or {})},
+            labels=container_labels(labels),
             network_disabled=True,
             network_mode="none",
             cap_drop=["ALL"],

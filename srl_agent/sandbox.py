@@ -10,6 +10,7 @@ import atexit
 import base64
 import io
 import json
+import os
 import posixpath
 import re
 import shlex
@@ -24,6 +25,22 @@ from .shell import REAPER, Clip, Shell, ShellExited
 from .shell import TRUNCATION_MARKER as TRUNCATION_MARKER  # public here too: clipped CommandResult.output carries it
 
 LABEL = "srl-agent"
+LABELS_ENV = "SRL_AGENT_LABELS"  # "key=value,key=value": extra labels on every container we start
+
+
+def container_labels(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """``srl-agent=1``, the labels named in ``$SRL_AGENT_LABELS`` and ``extra``.
+
+    The environment variable reaches subprocesses too, so a test session (or a training job on a shared
+    engine) can tag and later find every container that it, or a CLI it ran, started.
+    """
+    env = {}
+    for item in filter(None, (x.strip() for x in os.environ.get(LABELS_ENV, "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"${LABELS_ENV}: {item!r} is not key=value")
+        env[key] = value
+    return {LABEL: "1", **env, **(extra or {})}
 TIMEOUT_EXIT_CODE = 124  # as coreutils' timeout(1); CommandResult.timed_out is the authoritative flag
 GRACE_SECONDS = 1.0  # after its children are killed, how long a timed-out shell gets to print its marker
 _KEEPALIVE = "while :; do sleep 86400; done"  # PID 1: reaps orphans, survives ``kill -9 -1``
@@ -108,7 +125,7 @@ class Sandbox:
             return self
         c = self.config
         self.container = self.client.containers.create(
-            c.image, entrypoint=["bash", "-c", _KEEPALIVE], command=[], labels={LABEL: "1", **c.labels},
+            c.image, entrypoint=["bash", "-c", _KEEPALIVE], command=[], labels=container_labels(c.labels),
             network_mode="none" if c.network_disabled else None, network_disabled=c.network_disabled,
             cap_drop=["ALL"], cap_add=list(c.cap_add) or None, security_opt=["no-new-privileges"],
             pids_limit=c.pids_limit, mem_limit=c.memory, memswap_limit=c.memory, nano_cpus=int(c.cpus * 1e9),

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from srl_agent.sandbox import LABELS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "trajectories"
 
@@ -23,6 +25,9 @@ def shared_data() -> Path:
 # removed when the session ends, even after failures.
 RUN_LABEL = "srl-agent.test-run"
 RUN_ID = uuid.uuid4().hex[:12]
+# Every container the code under test starts, in this process or a CLI it runs, carries the label too,
+# so the leak check below sees this session's containers only (another session may share the engine).
+os.environ[LABELS_ENV] = f"{RUN_LABEL}={RUN_ID}"
 BASE_IMAGE_SCRIPT = ROOT / "scripts" / "build-base-image"
 
 
@@ -143,7 +148,7 @@ def _labelled_ids() -> set[str] | None:
 
     client = docker.from_env()
     try:
-        return {c.id for c in client.containers.list(all=True, filters={"label": "srl-agent"})}
+        return {c.id for c in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})}
     finally:
         client.close()
 
