@@ -310,6 +310,14 @@ class Sandbox:
             raise RuntimeError(f"git diff in {self.config.workdir} failed ({code}): {err.strip()}")
         return out
 
+    def fresh_session(self) -> None:
+        """Kill every process and start a new shell in the work dir; files stay as they are. Grading
+        runs here, so that nothing the agent left running or defined in its shell (functions, aliases,
+        environment) touches the tests' run."""
+        self._reap(spare=None)
+        self._require_session().close()
+        self._session = Shell(self.api, self._require_container().id, self.config.workdir, self.config.env)
+
     def reset(self) -> None:
         """Back to the base state, fast, in the warm container: tracked files at the base commit (index
         and HEAD's branch too), every untracked or ignored path the image did not have removed, all
@@ -325,9 +333,7 @@ class Sandbox:
             self.start()
             return
         base = self._require_base()
-        self._reap(spare=None)
-        self._require_session().close()
-        self._session = Shell(self.api, self.container.id, self.config.workdir, self.config.env)
+        self.fresh_session()
         # git clean's -e patterns still apply under -x; escape glob characters, anchor at the top.
         keep = " ".join("-e " + shlex.quote("/" + re.sub(r"([\[\]*?\\])", r"\\\1", p)) for p in self._keep)
         git = self._GIT_SH

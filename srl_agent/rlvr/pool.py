@@ -1,0 +1,154 @@
+"""Task sandboxes at RL scale: a warm pool per image, reset between episodes, a bound on how many are open.
+
+Starting a container and its shell costs ~0.3 s and grading in a throwaway container (the official
+harness) far more; ``Sandbox.reset`` returns a used container to the base commit in ~0.07 s. So an
+episode takes an idle sandbox of its task's image when there is one (reset when it is handed out),
+else a new one while fewer than ``max_sandboxes`` are open, else it replaces an idle sandbox of
+another image, else it waits for one to come back. ``warm=False`` gives every episode a fresh
+container and removes it afterwards (the baseline of ``scripts/bench.py episode``).
+
+The engine is ``docker.from_env()``'s: ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY`` / ``DOCKER_CERT_PATH``)
+put the sandboxes on another machine than the trainer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from ..sandbox import Sandbox, SandboxConfig
+
+
+class PoolExhausted(RuntimeError):
+    """Every sandbox is in use and none came back within the wait."""
+
+
+@dataclass
+class PoolStats:
+    created: int = 0  # containers started
+    reused: int = 0  # episodes served by a warm container
+    removed: int = 0  # containers removed (fresh mode, broken, evicted, closed)
+    start_seconds: float = 0.0  # starting containers
+    reset_seconds: float = 0.0  # resetting warm ones
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str | None]:
+    return row["image"], row.get("base_commit") or None
+
+
+class SandboxPool:
+    """``acquire(row) -> Sandbox`` at its base state; ``release(sandbox)`` when the episode is graded."""
+
+    def __init__(self, max_sandboxes: int = 4, *, warm: bool = True, client: Any = None, timeout: float = 60.0,
+                 labels: dict[str, str] | None = None, wait_seconds: float | None = 600.0):
+        if max_sandboxes < 1:
+            raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
+        import docker
+
+        self.max_sandboxes, self.warm, self.timeout = max_sandboxes, warm, timeout
+        self.labels, self.wait_seconds = dict(labels or {}), wait_seconds
+        self._own_client = client is None
+        self.client = client or docker.from_env()
+        self.stats = PoolStats()
+        self._idle: dict[tuple, list[Sandbox]] = defaultdict(list)  # oldest first
+        self._open = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def acquire(self, row: dict[str, Any]) -> Sandbox:
+        key, evict, reuse = _key(row), None, None
+        deadline = None if self.wait_seconds is None else time.monotonic() + self.wait_seconds
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the sandbox pool is closed")
+                if self._idle[key]:
+                    reuse = self._idle[key].pop()
+                    break
+                if self._open < self.max_sandboxes:
+                    self._open += 1
+                    break
+                other = next((k for k, v in self._idle.items() if v), None)
+                if other is not None:  # the slot of an idle sandbox of another image
+                    evict = self._idle[other].pop(0)
+                    break
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise PoolExhausted(f"all {self.max_sandboxes} sandboxes stayed in use for {self.wait_seconds:g} s")
+                self._cond.wait(left)
+        if evict is not None:
+            self._remove(evict)
+        if reuse is not None:
+            start = time.perf_counter()
+            try:
+                reuse.reset()
+                self.stats.reused += 1
+                self.stats.reset_seconds += time.perf_counter() - start
+                return reuse
+            except Exception:  # a broken container: replace it in the same slot
+                self._remove(reuse)
+        return self._start(row)
+
+    def _start(self, row: dict[str, Any]) -> Sandbox:
+        start = time.perf_counter()
+        config = SandboxConfig(image=row["image"], base_commit=row.get("base_commit") or None, timeout=self.timeout,
+                               labels=self.labels)
+        sandbox = Sandbox(config, client=self.client)
+        try:
+            sandbox.start()
+        except BaseException:
+            sandbox.close()
+            self._free_slot()
+            raise
+        self.stats.created += 1
+        self.stats.start_seconds += time.perf_counter() - start
+        return sandbox
+
+    def release(self, sandbox: Sandbox, *, broken: bool = False) -> None:
+        """Give a sandbox back: kept warm for the next episode of its image, or removed (fresh mode,
+        ``broken``, or a closed pool)."""
+        if not self.warm or broken or self._closed:
+            self._remove(sandbox)
+            self._free_slot()
+            return
+        with self._cond:
+            self._idle[(sandbox.config.image, sandbox.config.base_commit)].append(sandbox)
+            self._cond.notify()
+
+    def _remove(self, sandbox: Sandbox) -> None:
+        sandbox.close()
+        self.stats.removed += 1
+
+    def _free_slot(self) -> None:
+        with self._cond:
+            self._open -= 1
+            self._cond.notify()
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+    def close(self) -> None:
+        """Remove every idle sandbox; sandboxes still out are removed when they come back."""
+        with self._cond:
+            self._closed = True
+            idle = [s for v in self._idle.values() for s in v]
+            self._idle.clear()
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for sandbox in idle:
+            self._remove(sandbox)
+        if self._own_client:
+            self.client.close()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
