@@ -39,3 +39,8 @@ The repository in /testbed has an open issue:
 </pr_description>
 
 Change the non-test files in /testbed so that the issue is resolved, check your change, then submit."""
+
+# The environment's answer to a malformed turn in an RLVR episode (the turn ran no tool).
+FORMAT_ERROR_TEMPLATE = """\
+Your last output broke the format ({reason}): {message}. Answer with your reasoning in \
+<think>...</think> followed by exactly one tool call."""

@@ -31,6 +31,7 @@ from ..schema import ToolCall
 from .pool import SandboxPool
 
 RUNNING, SUBMITTED, STEP_LIMIT, TIMEOUT, ERROR = "running", "submitted", "step_limit", "timeout", "error"
+LENGTH = "length"  # the rollout's token budget ended the episode
 EPISODE_OVER = "The episode is over ({status}); no more tool calls are run."
 
 # Paths that hold tests in Python projects: restored before grading even when the eval script does not run them.
@@ -125,6 +126,11 @@ class SWEEnvironment:
     @property
     def done(self) -> bool:
         return self._ep is None or self._ep.status != RUNNING
+
+    def stop(self, status: str) -> None:
+        """End the episode from outside (the policy's turn or token budget ran out); it is still graded."""
+        if self._ep is not None and self._ep.status == RUNNING:
+            self._ep.status = status
 
     def note_format_error(self, reason: str) -> None:
         """The policy's turn broke the format (counted in the record; no tool ran)."""

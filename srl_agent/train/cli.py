@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-train_app = typer.Typer(no_args_is_help=True, help="Train a policy on step instances (SFT or SRL).")
+train_app = typer.Typer(no_args_is_help=True, help="Train a policy: SFT or SRL on step instances, RLVR on tasks.")
 console = Console(stderr=True)
 
 _MODEL = typer.Option(None, "--model", help="Hub id or local path (default: the recipe's, else the offline tiny model).")
@@ -127,6 +127,38 @@ def sft(
     summary = _run(train_sft, data=data, output_dir=output_dir, model=model, recipe=recipe,
                    overrides=_overrides(sets, "sft", flags), resume=resume_from or resume)
     _show(summary, as_json, f"sft → {output_dir}", skip=("losses",))
+
+
+@train_app.command("rlvr")
+def rlvr(
+    tasks: Path | None = typer.Option(None, "--tasks", help="Task rows, swebench-5 JSONL (default: the bundled tasks)."),
+    output_dir: Path = typer.Option(..., "--output-dir", help="Run folder: final model, checkpoints, rewards.jsonl."),
+    model: str | None = _MODEL, recipe: str = _RECIPE, sets: list[str] = _SET,
+    instance_ids: list[str] = typer.Option(None, "--instance-id", help="Train on these tasks only (repeatable)."),
+    learning_rate: float | None = typer.Option(None, help="rlvr.grpo.learning_rate."),
+    num_generations: int | None = typer.Option(None, help="rlvr.grpo.num_generations: episodes per task and step."),
+    max_steps: int | None = typer.Option(None, help="rlvr.grpo.max_steps (optimizer steps)."),
+    max_sandboxes: int | None = typer.Option(None, help="rlvr.max_sandboxes: containers open at once."),
+    step_limit: int | None = typer.Option(None, help="rlvr.rollout.episode.step_limit: turns per episode."),
+    save_steps: int | None = typer.Option(None, help="Save a checkpoint every N steps."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft) instead of all weights."),
+    report_to: str | None = typer.Option(None, help="tensorboard, wandb, … (comma-separated)."),
+    seed: int | None = typer.Option(None, help="Seed for data order and sampling."),
+    resume: bool = _RESUME, resume_from: Path | None = _RESUME_FROM, as_json: bool = _JSON,
+) -> None:
+    """RLVR: GRPO on multi-turn episodes in task sandboxes, rewarded 1 when the task's tests pass."""
+    from .rlvr import train_rlvr
+
+    flags = _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed)
+    flags.update(num_generations=num_generations)
+    overrides = _overrides(sets, "rlvr.grpo", flags)
+    for key, value in (("rlvr.tasks", instance_ids or None), ("rlvr.max_sandboxes", max_sandboxes),
+                       ("rlvr.rollout.episode.step_limit", step_limit)):
+        if value is not None:
+            overrides[key] = value
+    summary = _run(train_rlvr, tasks=tasks, output_dir=output_dir, model=model, recipe=recipe, overrides=overrides,
+                   resume=resume_from or resume)
+    _show(summary, as_json, f"rlvr → {output_dir}", skip=("reward_mean",))
 
 
 def pipeline_command(

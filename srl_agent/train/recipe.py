@@ -8,6 +8,8 @@ A recipe has these sections (``srl_agent/recipes/srl.yaml`` documents each key):
 - ``prompts_per_step``: the effective batch in prompts; the accumulation steps are derived from it;
 - ``lora``: null, or peft ``LoraConfig`` keyword arguments;
 - ``grpo`` / ``sft``: keyword arguments of TRL's ``GRPOConfig`` / ``SFTConfig``, passed through;
+- ``rlvr``: the RLVR stage (``srl_agent/train/rlvr.py``): tasks, tasks per step, ``grpo`` keys of its own,
+  the rollout (style, token budgets, episode limits) and the sandbox pool's bound;
 - ``pipeline``: the demo's settings (prepare budgets, split, scoring).
 
 Overrides are dotted keys (``grpo.learning_rate=1e-5``); only keys the user gave are touched, so a
@@ -24,7 +26,7 @@ from typing import Any
 
 import yaml
 
-SECTIONS = ("model", "seed", "reward", "dynamic_sampling", "prompts_per_step", "lora", "grpo", "sft", "pipeline")
+SECTIONS = ("model", "seed", "reward", "dynamic_sampling", "prompts_per_step", "lora", "grpo", "sft", "rlvr", "pipeline")
 DEFAULT_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 
 

@@ -1,0 +1,192 @@
+"""``train_rlvr``: GRPO on whole episodes in task sandboxes, rewarded 1/0 by the task's tests.
+
+Each prompt of the batch is a task row; TRL repeats it G times and hands the batch to ``rollout_func``,
+which runs every episode in a sandbox from a warm pool (``srl_agent.rlvr``) and returns each episode as
+one token sequence with the environment's tokens masked out of the loss. The reward is the grade that
+``SWEEnvironment.get_reward`` computed; group advantages and the update are TRL's own. Every episode's
+record (tool calls, observations, final diff, FAIL_TO_PASS / PASS_TO_PASS, flagged test edits, status,
+seconds) goes to ``RUN/rewards.jsonl`` with ``kind: "rlvr"``, its training step, group and advantage,
+where ``srl-agent inspect RUN`` finds it.
+
+The recipe's ``rlvr`` section: ``tasks_per_step`` (prompts per optimizer step), ``grpo`` (keys that
+replace the ``grpo`` section's for this stage), ``rollout`` (``RolloutConfig``: style, token budgets,
+sampling, ``episode`` limits), ``max_sandboxes`` (the pool's bound) and ``tasks`` (instance ids; empty:
+all of the task file).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trl import GRPOTrainer
+
+from .common import TrainError, checkpoint_step, is_main_process, log_series, resolve_checkpoint
+from .recipe import grpo_config, lora_config, resolve_recipe
+from .reward_log import JsonlRewardLog
+
+REWARD_LOG = "rewards.jsonl"
+
+
+def tests_resolved(prompts=None, completions=None, test_reward=None, **_: Any) -> list[float]:
+    """The reward TRL sees: the grade each episode's environment computed (1.0 resolved, else 0.0)."""
+    return [float(r) for r in test_reward]
+
+
+def _rollout(prompts: list, trainer: RLVRTrainer) -> dict[str, Any]:
+    return trainer.rollout(prompts)
+
+
+class RLVRTrainer(GRPOTrainer):
+    """TRL's GRPO with episodes from ``srl_agent.rlvr.rollout`` and one log record per episode."""
+
+    def __init__(self, *, rows: list[dict[str, Any]], rollout_config: Any, pool: Any, reward_log: Any = None,
+                 **kwargs: Any):
+        from ..rlvr.rollout import ConversationTokens
+
+        self.task_rows = {r["instance_id"]: r for r in rows}
+        self.rollout_config, self.pool, self.reward_log = rollout_config, pool, reward_log
+        self.episodes_run = 0
+        self._inputs: list[dict[str, Any]] = []
+        self._records: list[dict[str, Any]] = []
+        super().__init__(reward_funcs=[tests_resolved], rollout_func=_rollout, **kwargs)
+        self.tokens = ConversationTokens(self.processing_class, rollout_config.prompt.system_prompt)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._inputs = inputs  # rollout_func receives the prompts only; the rows say which task each one is
+        out = super()._generate_and_score_completions(inputs)
+        self._log(out)
+        return out
+
+    def rollout(self, prompts: list) -> dict[str, Any]:
+        from trl.models.utils import unwrap_model_for_generation
+
+        from ..rlvr.rollout import TransformersGenerator, run_episodes
+        from ..steps import Truncator
+
+        if len(prompts) != len(self._inputs):
+            raise TrainError(f"rollout got {len(prompts)} prompts for {len(self._inputs)} rows")
+        rows = [self.task_rows[x["instance_id"]] for x in self._inputs]
+        cfg = self.rollout_config
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model:
+            generate = TransformersGenerator(model, self.processing_class, self.tokens.stop_ids,
+                                             temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+            runs = run_episodes(rows, generate, self.tokens, self.pool, cfg, Truncator(self.processing_class))
+        self.episodes_run += len(runs)
+        self._records = [r.record for r in runs]
+        return {"prompt_ids": [r.prompt_ids for r in runs], "completion_ids": [r.completion_ids for r in runs],
+                "logprobs": None, "env_mask": [r.env_mask for r in runs], "test_reward": [r.reward for r in runs]}
+
+    def _log(self, out: dict[str, Any]) -> None:
+        if self.reward_log is None:
+            return
+        g = self.num_generations
+        advantages = out["advantages"].tolist()
+        for i, record in enumerate(self._records):
+            record.update(global_step=self.state.global_step, group=i // g, generation=i % g,
+                          advantage=advantages[i] if i < len(advantages) else None)
+            self.reward_log.write(record)
+        if hasattr(self.reward_log, "flush"):
+            self.reward_log.flush()
+        self._records = []
+
+
+def rlvr_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as ``grpo_config`` reads it for this stage: ``rlvr.grpo`` over ``grpo``, tasks per step as prompts."""
+    rlvr = recipe.get("rlvr") or {}
+    return {**recipe, "grpo": {**(recipe.get("grpo") or {}), **(rlvr.get("grpo") or {})},
+            "prompts_per_step": rlvr.get("tasks_per_step", recipe.get("prompts_per_step"))}
+
+
+def load_tasks(path: str | Path | None, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Task rows from a swebench-5 JSONL (default: the bundled tasks), limited to ``ids`` in their order."""
+    from ..tasks import load_dataset
+
+    rows = load_dataset(path) if path else load_dataset()
+    if not ids:
+        return rows
+    by_id = {r["instance_id"]: r for r in rows}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise TrainError(f"{path or 'bundled tasks'}: no task(s) {', '.join(missing)}")
+    return [by_id[i] for i in ids]
+
+
+def train_rlvr(
+    tasks: str | Path | None,
+    output_dir: str | Path,
+    model: str | Path | None = None,
+    recipe: str | Path | dict[str, Any] = "srl",
+    overrides: dict[str, Any] | None = None,
+    resume: bool | str | Path = False,
+    reward_log: Any = None,
+    client: Any = None,
+    labels: dict[str, str] | None = None,
+    callbacks: list[Any] | None = None,
+) -> dict[str, Any]:
+    """RLVR from ``model`` on the task rows in ``tasks`` (swebench-5 JSONL; None: the bundled tasks).
+
+    The final model lands in ``output_dir``; every episode's record in ``output_dir/rewards.jsonl`` (or
+    ``reward_log``). ``client``: a docker client (default: from the environment, ``DOCKER_HOST``).
+    """
+    from datasets import Dataset
+
+    from ..models import resolve_model
+    from ..rlvr import SandboxPool
+    from ..rlvr.rollout import RolloutConfig
+    from ..steps import issue_turn
+
+    recipe = resolve_recipe(recipe, overrides)
+    rlvr = recipe.get("rlvr") or {}
+    if (recipe.get("grpo") or {}).get("use_vllm") or (rlvr.get("grpo") or {}).get("use_vllm"):
+        raise TrainError("RLVR episodes generate with transformers; use_vllm is not supported for this stage yet")
+    rows = load_tasks(tasks, rlvr.get("tasks"))
+    stage = rlvr_recipe(recipe)
+    model_name = resolve_model(model or recipe.get("model"))
+    output_dir = Path(output_dir)
+    checkpoint = resolve_checkpoint(output_dir, resume)
+    args = grpo_config(stage, output_dir)
+    # Sampling settings default to the stage's GRPO ones, so one temperature governs the stage.
+    cfg = RolloutConfig.from_dict({"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k or 0,
+                                   **(rlvr.get("rollout") or {})})
+    # The prompt column shows the first turn (the trainer's rollout builds every turn itself).
+    dataset = Dataset.from_list([
+        {"instance_id": r["instance_id"],
+         "prompt": [{"role": "system", "content": cfg.prompt.system_prompt},
+                    {"role": "user", "content": issue_turn((r.get("problem_statement") or "").strip(), cfg.prompt,
+                                                           lambda text, budget: text)}]}
+        for r in rows])
+    if reward_log is None and is_main_process():
+        reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
+    pool = SandboxPool(rlvr.get("max_sandboxes", 4), client=client, timeout=cfg.episode.command_timeout,
+                       labels=labels)
+    try:
+        trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
+                              rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log, callbacks=callbacks)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model(str(output_dir))
+    finally:
+        pool.close()
+        if hasattr(reward_log, "close"):
+            reward_log.close()
+    return {
+        "output_dir": str(output_dir),
+        "model": model_name,
+        "tasks": [r["instance_id"] for r in rows],
+        "steps": trainer.state.global_step,
+        "episodes": trainer.episodes_run,
+        "resumed_from": checkpoint,
+        "train_seconds": result.metrics.get("train_runtime", 0.0),
+        "reward_mean": log_series(trainer, "reward"),
+        "pool": pool.stats.to_dict(),
+        "reward_log": str(output_dir / REWARD_LOG) if isinstance(reward_log, JsonlRewardLog) else None,
+    }
+
+
+def read_episodes(path: str | Path) -> list[dict[str, Any]]:
+    """The episode records of an RLVR run's log."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+__all__ = ["REWARD_LOG", "RLVRTrainer", "load_tasks", "read_episodes", "rlvr_recipe", "tests_resolved", "train_rlvr"]
