@@ -169,7 +169,7 @@ def pipeline_command(
     sets: list[str] = _SET,
     as_json: bool = typer.Option(False, "--json", help="Table on stderr; the summary as one JSON line on stdout."),
 ) -> None:
-    """Prepare → SFT warm-up → SRL, scoring held-out steps before and after SRL."""
+    """Prepare → SFT warm-up → SRL (held-out steps scored before and after) → RLVR → evaluation."""
     from ..models.tiny import TRAJECTORY_DIR
     from .pipeline import run_pipeline
 
@@ -184,6 +184,18 @@ def pipeline_command(
         b, a = summary[f"heldout_{key}_before"], summary[f"heldout_{key}_after"]
         table.add_row(label, f"{b:.3f}", f"{a:.3f}")
     (console if as_json else Console()).print(table)
+    if summary.get("rlvr_episodes") is not None or summary.get("eval_total") is not None:
+        tasks = Table(title="task sandboxes")
+        tasks.add_column("stage")
+        tasks.add_column("resolved", justify="right")
+        tasks.add_column("tool calls run", justify="right")
+        if summary.get("rlvr_episodes") is not None:
+            tasks.add_row("RLVR episodes", f"{summary['rlvr_resolved']}/{summary['rlvr_episodes']}",
+                          str(summary["rlvr_tool_calls"]))
+        if summary.get("eval_total") is not None:
+            steps = (summary["stages"]["eval"].get("generation") or {}).get("steps", "")
+            tasks.add_row("evaluation (agent)", f"{summary['eval_resolved']}/{summary['eval_total']}", str(steps))
+        (console if as_json else Console()).print(tasks)
     compact = {k: v for k, v in summary.items() if k != "stages"}
     if as_json:
         typer.echo(json.dumps(compact, default=str))

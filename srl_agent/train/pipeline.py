@@ -1,9 +1,12 @@
-"""The main job end to end: prepare → split → SFT warm-up → held-out score → SRL → held-out score.
+"""The main job end to end: prepare → split → SFT warm-up → held-out score → SRL → held-out score →
+RLVR on task sandboxes → evaluation (agent mode, scored by the official harness).
 
-``run_pipeline`` is what ``srl-agent pipeline`` and ``make demo`` run. Each stage's summary is kept
-under its name in the result (later stages, RLVR and evaluation, append theirs the same way); the
-headline figures are ``heldout_reward_before`` (after the warm-up) and ``heldout_reward_after`` (after SRL);
-the whole summary is also written to ``OUTPUT_DIR/summary.json``.
+``run_pipeline`` is what ``srl-agent pipeline`` and ``make demo`` run; each stage starts from the previous
+stage's model. Each stage's summary is kept under its name in the result; the headline figures are
+``heldout_reward_before`` (after the warm-up), ``heldout_reward_after`` (after SRL), the RLVR episodes'
+resolve rate and the evaluation's ``resolve_rate``; the whole summary is also written to
+``OUTPUT_DIR/summary.json``. The recipe's ``pipeline.rlvr`` / ``pipeline.eval`` set to false skip those
+stages (they need the Docker engine and the task images).
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ def run_pipeline(
     say("srl")
     stages["srl"] = train_srl(out / "train.jsonl", out / "srl", model=out / "sft", recipe=recipe)
     stages["heldout_after"] = score(out / "srl", "after")
+    last = out / "srl"
+    if pipe.get("rlvr", True) is not False:
+        from .rlvr import train_rlvr
+
+        say("rlvr")
+        stages["rlvr"] = train_rlvr(pipe.get("tasks"), out / "rlvr", model=last, recipe=recipe)
+        last = out / "rlvr"
+    if pipe.get("eval", True) is not False:
+        say("evaluation (agent mode, official harness)")
+        stages["eval"] = _evaluate(last, out / "eval", recipe, pipe.get("tasks"))
     before, after = stages["heldout_before"], stages["heldout_after"]
     ds = stages["srl"].get("dynamic_sampling") or {}
     summary = {
@@ -85,9 +98,40 @@ def run_pipeline(
         "srl_steps": stages["srl"]["steps"],
         "srl_dropped_fraction": ds["groups_dropped"] / ds["groups_drawn"] if ds.get("groups_drawn") else None,
         "srl_reward_share": stages["srl"]["reward_share"],
+        **_rlvr_figures(out / "rlvr" / "rewards.jsonl" if "rlvr" in stages else None),
+        "eval_resolved": stages["eval"]["resolved"] if "eval" in stages else None,
+        "eval_total": stages["eval"]["total"] if "eval" in stages else None,
+        "eval_resolve_rate": stages["eval"]["resolve_rate"] if "eval" in stages else None,
         "wall_seconds": round(time.perf_counter() - start, 1),
         "output_dir": str(out),
         "stages": stages,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     return summary
+
+
+def _rlvr_figures(log: Path | None) -> dict[str, Any]:
+    if log is None:
+        return {"rlvr_episodes": None, "rlvr_resolved": None, "rlvr_tool_calls": None}
+    from .rlvr import read_episodes
+
+    episodes = read_episodes(log)
+    return {"rlvr_episodes": len(episodes), "rlvr_resolved": sum(e.get("status") == "resolved" for e in episodes),
+            "rlvr_tool_calls": sum(len(e.get("steps") or ()) for e in episodes)}
+
+
+def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | None) -> dict[str, Any]:
+    """Agent mode on the evaluation tasks, with the prompt settings the policy was trained with."""
+    from ..agent import AgentConfig
+    from ..evaluation import run_eval
+    from ..steps import StepConfig
+
+    pipe = recipe.get("pipeline") or {}
+    settings = dict(pipe.get("eval") or {})
+    ids = settings.pop("tasks", None) or (recipe.get("rlvr") or {}).get("tasks") or None
+    config = AgentConfig(prompt=StepConfig(**(pipe.get("prepare") or {})), **settings)
+    summary = run_eval(model=str(model_dir), dataset=tasks, mode="agent", output_dir=out, instance_ids=ids,
+                       agent_config=config)
+    return {k: v for k, v in summary.items() if k != "instances"} | {"instances": [
+        {k: i.get(k) for k in ("instance_id", "resolved", "exit_status", "steps", "format_errors")}
+        for i in summary.get("instances", [])]}
