@@ -330,6 +330,53 @@ def bench_train(args) -> dict:
     }
 
 
+def bench_episode(args) -> dict:
+    """RLVR episode overhead: everything an episode costs beyond the agent's own commands and the tests' own
+    run (sandbox ready, reset, restoring test files, grading, giving the container back), with the warm pool
+    vs a fresh container per episode (the baseline, same run). Each episode applies the task's gold patch
+    with one bash command and submits, so every episode is graded on a full test run."""
+    import statistics
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from srl_agent.rlvr import SandboxPool, SWEEnvironment
+    from srl_agent.tasks import load_dataset
+
+    rows = load_dataset()[: args.tasks]
+    out: dict = {"bench": "episode", "tasks": len(rows), "episodes_per_mode": len(rows) * args.rounds}
+    for mode in ("fresh", "warm"):
+        overheads, walls, tests = [], [], []
+        with SandboxPool(len(rows), warm=mode == "warm") as pool:
+            env = SWEEnvironment(pool)
+            for round_ in range(args.rounds + (mode == "warm")):  # the warm pool is primed by one untimed round
+                for row in rows:
+                    start = time.perf_counter()
+                    env.reset(**row)
+                    acted = time.perf_counter()
+                    env.bash(f"cd /testbed && git apply - <<'EOF_GOLD'\n{row['patch']}EOF_GOLD")
+                    env.submit()
+                    acting = time.perf_counter() - acted
+                    record = env.finish()
+                    wall = time.perf_counter() - start
+                    if record["status"] != "resolved":
+                        raise SystemExit(f"{row['instance_id']}: the gold patch did not resolve ({record['status']})")
+                    if mode == "warm" and round_ == 0:
+                        continue
+                    overheads.append(wall - acting - record["seconds"]["tests"])
+                    walls.append(wall)
+                    tests.append(record["seconds"]["tests"])
+            env.close()
+        out[f"{mode}_overhead_s_mean"] = round(statistics.mean(overheads), 3)
+        out[f"{mode}_overhead_s_max"] = round(max(overheads), 3)
+        out[f"{mode}_episode_s_mean"] = round(statistics.mean(walls), 3)
+        out[f"{mode}_tests_s_mean"] = round(statistics.mean(tests), 3)
+        out[f"{mode}_pool"] = pool.stats.to_dict() | {"start_seconds": round(pool.stats.start_seconds, 2),
+                                                     "reset_seconds": round(pool.stats.reset_seconds, 2)}
+    out["overhead_ratio_fresh_to_warm"] = round(out["fresh_overhead_s_mean"] / out["warm_overhead_s_mean"], 2)
+    out["target_warm_overhead_s"] = 1.0
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -355,6 +402,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="SRL optimizer steps timed (default: 6)")
     p.add_argument("--warmup-steps", type=int, default=60, help="SFT steps first, so completions parse (default: 60)")
     p.set_defaults(fn=bench_train)
+    p = sub.add_parser("episode", help="RLVR episode overhead: warm sandbox pool vs a fresh container per episode")
+    p.add_argument("--tasks", type=int, default=4, help="bundled tasks (default: 4)")
+    p.add_argument("--rounds", type=int, default=3, help="episodes per task and mode (default: 3)")
+    p.set_defaults(fn=bench_episode)
     args = parser.parse_args()
     print(json.dumps(args.fn(args)))
 

@@ -194,7 +194,8 @@ def evaluate(task_row: Any, patch: str = "", **kwargs: Any) -> dict[str, Any]:
     """``run_eval`` then ``grade``: the whole evaluation of one patch; the log comes back as ``log``."""
     started = time.monotonic()
     log = run_eval(task_row, patch, **kwargs)
-    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}
+    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2),
+            "script_seconds": round(script_seconds, 3), "log": log}
 
 
 def evaluate_in(sandbox: Any, task_row: Any, timeout: float = 600) -> dict[str, Any]:
@@ -205,8 +206,11 @@ def evaluate_in(sandbox: Any, task_row: Any, timeout: float = 600) -> dict[str, 
     spec = _spec(task_row)
     script, log_path = "/tmp/srl-agent-eval.sh", "/tmp/srl-agent-eval.log"
     sandbox.write_file(script, spec.eval_script)
+    run_start = time.monotonic()
     result = sandbox.run(f"bash {script} > {log_path} 2>&1", timeout=timeout)
+    script_seconds = time.monotonic() - run_start
     log = sandbox.read_file(log_path)
     if result.timed_out:
         log += f"\n>>>>> Tests Timed Out after {timeout:g} s\n"
-    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}
+    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2),
+            "script_seconds": round(script_seconds, 3), "log": log}

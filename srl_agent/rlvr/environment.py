@@ -228,7 +228,7 @@ class SWEEnvironment:
                 broken = True
             grading = time.monotonic() - start
         record["seconds"] = {"ready": round(ep.ready_seconds, 3), "episode": round(episode_seconds, 3),
-                             "grading": round(grading, 3)}
+                             "grading": round(grading, 3), "tests": record.pop("test_seconds", 0.0)}
         ep.record = record
         self._give_back(broken=broken)
         if self.log is not None:
@@ -257,6 +257,7 @@ class SWEEnvironment:
         status = "resolved" if resolved else ("empty_patch" if not patch.strip() else "unresolved")
         return {"reward": 1.0 if resolved else 0.0, "status": status, "resolved": resolved, "patch": patch,
                 "edited_test_files": edited, "tests_ran": report["tests_ran"], "reason": report["reason"],
+                "test_seconds": report["script_seconds"],
                 "FAIL_TO_PASS": report["FAIL_TO_PASS"], "PASS_TO_PASS": report["PASS_TO_PASS"]}
 
     # ------------------------------------------------------------------ cleanup
