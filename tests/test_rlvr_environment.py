@@ -179,3 +179,22 @@ def test_the_pool_bounds_open_sandboxes(images, docker_client, run_label):
         second = pool.acquire(ROWS[MERGE])  # evicts the idle LEAP sandbox
         assert second.config.image == ROWS[MERGE]["image"] and pool.open == 1 and pool.stats.removed == 1
         pool.release(second)
+
+
+def test_the_episode_sees_no_history_beyond_the_base_commit(pool):
+    row = ROWS[MERGE]
+    env = SWEEnvironment(pool)
+    env.reset(**row)
+    assert env.bash("git -C /testbed rev-list --all").split() == [row["base_commit"]]
+    env.close()
+
+
+def test_the_pool_takes_the_engine_from_docker_host(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from srl_agent.rlvr import SandboxPool\nSandboxPool(1)"
+    where = f"unix://{tmp_path}/no-engine.sock"
+    done = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": where},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "no-engine.sock" in done.stderr

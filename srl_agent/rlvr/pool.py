@@ -13,6 +13,7 @@ put the sandboxes on another machine than the trainer.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -54,7 +55,13 @@ class SandboxPool:
         self.max_sandboxes, self.warm, self.timeout = max_sandboxes, warm, timeout
         self.labels, self.wait_seconds = dict(labels or {}), wait_seconds
         self._own_client = client is None
-        self.client = client or docker.from_env()
+        if client is None:
+            where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST is not set)"
+            try:
+                client = docker.from_env()
+            except docker.errors.DockerException as e:
+                raise RuntimeError(f"no Docker engine answers at {where}: {e}") from None
+        self.client = client
         self.stats = PoolStats()
         self._idle: dict[tuple, list[Sandbox]] = defaultdict(list)  # oldest first
         self._open = 0
