@@ -309,3 +309,21 @@ def _build_one(client: Any, task: TaskSource, root: Path, cache: Path, wheelhous
         "seconds": round(time.monotonic() - t0, 2),
         "size_mb": round(image.attrs["Size"] / 1e6, 1),
     }
+
+
+def ensure_images(rows: list[dict[str, Any]], client: Any, bundled: bool) -> None:
+    """Build the bundled tasks' images that this engine lacks; published images are the user's to pull
+    (no network is assumed: a missing one stops the run before any model work)."""
+    import docker
+
+    missing = []
+    for row in rows:
+        try:
+            client.images.get(row["image"])
+        except docker.errors.ImageNotFound:
+            missing.append(row["instance_id"])
+    if missing and bundled:
+        build_images(missing, client=client, progress=False)
+    elif missing:
+        images = ", ".join(r["image"] for r in rows if r["instance_id"] in missing)
+        raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")

@@ -132,6 +132,7 @@ def train_rlvr(
     """
     from datasets import Dataset
 
+    from ..images import ensure_images
     from ..models import resolve_model
     from ..rlvr import SandboxPool
     from ..rlvr.rollout import RolloutConfig
@@ -162,6 +163,7 @@ def train_rlvr(
     pool = SandboxPool(rlvr.get("max_sandboxes", 4), client=client, timeout=cfg.episode.command_timeout,
                        labels=labels)
     try:
+        ensure_images(rows, pool.client, bundled=tasks is None)
         trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
                               rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log, callbacks=callbacks)
         result = trainer.train(resume_from_checkpoint=checkpoint)
