@@ -194,8 +194,7 @@ def evaluate(task_row: Any, patch: str = "", **kwargs: Any) -> dict[str, Any]:
     """``run_eval`` then ``grade``: the whole evaluation of one patch; the log comes back as ``log``."""
     started = time.monotonic()
     log = run_eval(task_row, patch, **kwargs)
-    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2),
-            "script_seconds": round(script_seconds, 3), "log": log}
+    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}
 
 
 def evaluate_in(sandbox: Any, task_row: Any, timeout: float = 600) -> dict[str, Any]:
