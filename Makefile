@@ -10,7 +10,8 @@ DATA   ?= trajectories
 
 .PHONY: venv docker test demo lint bench clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles the reward's C kernels, so a changed .c file reinstalls too.
+$(STAMP): pyproject.toml setup.py $(wildcard srl_agent/rewards/*.c)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"

@@ -135,6 +135,8 @@ def bench_reward(args) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from srl_agent.rewards import MODES, SIMILARITIES, get_similarity, srl_reward
+    from srl_agent.rewards.completion import read_canonical
+    from srl_agent.rewards.similarity import DIFFLIB_KERNEL
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, like the other benchmarks
@@ -164,16 +166,30 @@ def bench_reward(args) -> dict:
             out[f"{key}_ratio"] = round(base_s / secs, 2)
             if (mode, sim) == ("paper", "difflib"):
                 out["paper/difflib_bit_identical"] = values == base_values
+    # With a reward log attached (as in training) every completion also gets its breakdown record.
+    class Sink(list):
+        write = list.append
+
+    for sim in SIMILARITIES:
+        reward = srl_reward(mode="paper", similarity=sim, log=Sink())
+        secs, _ = _best_of(args.repeat, lambda reward=reward: [
+            v for g in groups for v in reward(None, g["completions"], expert_action=[g["expert"]] * len(g["actions"]),
+                                              expert_tool_call=[g["call"]] * len(g["actions"]))])
+        out[f"paper/{sim}_with_breakdowns_ratio"] = round(base_s / secs, 2)
     for sim in SIMILARITIES:  # the similarity kernel alone, without parsing the completions
         fn = get_similarity(sim)
         secs, _ = _best_of(args.repeat, lambda fn=fn: [fn(a, b) for a, b in pairs])
         out[f"kernel/{sim}_ratio"] = round(base_s / secs, 2)
-    short = [(a, b) for a, b in pairs if max(len(a), len(b)) < 1000]
     fn = get_similarity("difflib")
-    t_plain, _ = _best_of(args.repeat, lambda: [difflib.SequenceMatcher(None, a, b).ratio() for a, b in short])
-    t_fast, _ = _best_of(args.repeat, lambda: [fn(a, b) for a, b in short])
-    out.update({"kernel/difflib_ratio_actions_under_1000_chars": round(t_plain / t_fast, 2),
-                "pairs_under_1000_chars": len(short), "target_paper_difflib_ratio": 4, "target_lcs_ratio": 100})
+    for label, subset in (("under_1000", [p for p in pairs if max(map(len, p)) < 1000]),
+                          ("over_2000", [p for p in pairs if max(map(len, p)) > 2000])):
+        t_plain, _ = _best_of(args.repeat, lambda s=subset: [difflib.SequenceMatcher(None, a, b).ratio() for a, b in s])
+        t_fast, _ = _best_of(args.repeat, lambda s=subset: [fn(a, b) for a, b in s])
+        out[f"kernel/difflib_ratio_actions_{label}_chars"] = round(t_plain / t_fast, 2)
+        out[f"pairs_{label}_chars"] = len(subset)
+    # Which implementations ran: without the compiled extensions (setup.py) both fall back, slower.
+    out.update({"difflib_kernel": DIFFLIB_KERNEL, "canonical_reader": read_canonical is not None,
+                "target_paper_difflib_ratio": 4, "target_lcs_ratio": 100})
     return out
 
 

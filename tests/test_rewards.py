@@ -119,7 +119,7 @@ def test_difflib_backend_is_bit_identical_to_the_standard_library(steps):
     checked = 0
     for i, s in enumerate(steps):
         call = ToolCall.from_dict(s["expert_tool_call"])
-        # Several candidates against one expert: the cached matcher is reused across them.
+        # Several candidates against one expert (the cydifflib fallback reuses its matcher across them).
         for cand in [render(c) for c in perturbations(call).values()] + [actions[i - 1], actions[i - 7]]:
             assert ratio(cand, s["expert_action"]) == difflib.SequenceMatcher(None, cand, s["expert_action"]).ratio()
             checked += 1

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from srl_agent.actions import render
-from srl_agent.rewards import StepReward
+from srl_agent.rewards import StepReward, completion
+from srl_agent.rewards.completion import canonical_action, read_canonical
 from srl_agent.rewards.perturb import equivalent_edit
 from srl_agent.rewards.similarity import get_similarity
 from srl_agent.rewards.step_reward import shell_words
@@ -89,7 +90,8 @@ def test_paper_equals_difflib_exactly(cand, expert):
 
 
 # Long strings over small alphabets make most characters "popular" (> 1% of b), which exercises
-# difflib's autojunk path; several a's against one b exercise the cached matcher.
+# difflib's autojunk path; several a's against one b exercise cydifflib's cached matcher where the
+# C kernel is missing (both kernels: test_similarity_kernel.py).
 @SETTINGS
 @given(b=st.text("ab \n(x)", min_size=0, max_size=400), as_=st.lists(st.text("ab \n(x)", max_size=400), min_size=1, max_size=4))
 def test_difflib_backend_matches_the_standard_library(b, as_):
@@ -167,3 +169,75 @@ def test_shell_words_agree_with_shlex(command):
 def test_similarity_bounds(sim):
     f = get_similarity(sim)
     assert (f("", ""), f("a", ""), f("", "a"), f("abc", "abc")) == (1.0, 0.0, 0.0, 1.0)
+
+
+# --- the fast reader of canonical completions (_xmlcall.c) ------------------------------------------
+# It may read a completion only as the general parser reads it; anything else it must leave alone.
+# Calls are drawn wild (aliases, unknown tools and arguments, values with newlines, blanks and markup)
+# and rendered, then bent by inserting, replacing or deleting markup fragments, whitespace or text.
+
+_FRAGMENTS = ["<think>", "</think>", "<function=", "<function=bash>", "<function=submit>\n", "</function>",
+              "<parameter=", "<parameter=command>", "<parameter=path>", "</parameter>", "</parameter>\n", "\n",
+              " ", "\u00a0", "\u2028", "<", ">", "=", "[", "]", ", ", "-", "0", "07", "view", "x", "é"]
+_values = (st.lists(st.sampled_from(list("ab \n\t<>/=[],-0123") + ["\u00a0", "é", "中", "</parameter>"]), max_size=12).map("".join)
+           | st.sampled_from(["", "\n", "\n\n", " ", "\nx", "x\n", "\nx\n", "\nx\ny\n", "-1", "0", "12"]))
+_numbers = st.integers(-3, 300) | st.sampled_from([10**30]) | _values
+_ranges = st.lists(st.integers(-2, 50), min_size=1, max_size=3) | _values
+
+
+@st.composite
+def wild_calls(draw) -> ToolCall:
+    name = draw(st.sampled_from(["bash", "submit", "str_replace_editor", "finish", "execute_bash", "open_file"]))
+    keys = draw(st.lists(st.sampled_from(["command", "cmd", "path", "file_text", "old_str", "new_str", "insert_line",
+                                          "view_range", "other"]), max_size=5, unique=True))
+    args = {}
+    for k in keys:
+        if k == "command" and name == "str_replace_editor" and draw(st.booleans()):
+            args[k] = draw(st.sampled_from(["view", "create", "str_replace", "insert", "undo_edit", "delete"]))
+        else:
+            args[k] = draw(_numbers if k == "insert_line" else _ranges if k == "view_range" else _values)
+    return ToolCall(name, args)
+
+
+@st.composite
+def bent_completions(draw) -> str:
+    call = draw(calls() | wild_calls())
+    text = draw(st.sampled_from(["", "  \n", "\u2003"])) + draw(st.sampled_from([THINK, "<think> x\n</think>", "<think>é</think>\n"]))
+    text += draw(st.sampled_from(["", "Run it.\n", "<function=bash> ", "</function>"])) + render(call)
+    text += draw(st.sampled_from(["", "\n", "\nDone.", "\n</function>", "\n<think>"]))
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(text)))
+        j = i + draw(st.integers(0, 3))
+        text = text[:i] + draw(st.sampled_from(_FRAGMENTS) | st.text(max_size=2)) + text[j:]
+    return text
+
+
+@pytest.mark.skipif(read_canonical is None, reason="_xmlcall is not compiled")
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=bent_completions())
+def test_the_fast_reader_agrees_with_the_general_parser(text):
+    fast = read_canonical(text)
+    assert canonical_action(text) == (fast and fast[3])
+    saved, completion.read_canonical = completion.read_canonical, None
+    try:
+        general = completion.parse_completion(text)
+    except completion.FormatError:
+        general = None
+    finally:
+        completion.read_canonical = saved
+    if fast is not None:
+        assert general is not None
+        assert fast == (general.thought, general.call.name, general.call.arguments, render(general.call))
+    elif general is not None:
+        # Left to the general parser: fine, unless the completion was canonical all along.
+        assert THINK + render(general.call) != text or text.count("<function=") > 1
+
+
+@pytest.mark.skipif(read_canonical is None, reason="_xmlcall is not compiled")
+@SETTINGS
+@given(call=calls(), think=st.sampled_from([THINK, " <think>\nplan\n</think>"]), after=st.sampled_from(["", "\nDone."]))
+def test_the_fast_reader_reads_every_canonical_call(call, think, after):
+    text = think + render(call) + after
+    parsed = completion.parse_completion(text)
+    assert read_canonical(text) == (parsed.thought, parsed.call.name, parsed.call.arguments, render(call))
+    assert parsed.action == render(call)

@@ -68,9 +68,12 @@ class SRLReward:
         snapshots = file_snapshot if file_snapshot is not None else [None] * n
         # The G completions of a prompt often repeat one another (every rollout says "submit"):
         # score each distinct (completion, step) once per batch.
+        rows = zip(completions, expert_action, tool_calls, snapshots, strict=True)
+        if self.log is None and not callable(columns.get("log_metric")) and not callable(columns.get("log_extra")):
+            return self.scorer.rewards(rows)  # nobody reads the breakdowns: skip making them
         seen: dict[tuple, Breakdown] = {}
         breakdowns = []
-        for c, a, t, s in zip(completions, expert_action, tool_calls, snapshots, strict=True):
+        for c, a, t, s in rows:
             key = (completion_text(c), a, s)
             if key not in seen:
                 seen[key] = self.scorer(key[0], a, t, s)

@@ -22,6 +22,11 @@ from typing import Any
 from ..actions import ActionParseError, find_bash_blocks, find_xml_calls, normalise, parse_json_arguments
 from ..schema import EDITOR_COMMANDS, ToolCall
 
+try:  # compiled at install (setup.py); without it every completion takes the general parser
+    from ._xmlcall import canonical_action, read_canonical
+except ImportError:
+    canonical_action = read_canonical = None
+
 STYLES = ("xml", "json", "bash", "any")
 # The reason codes of a format error, in the order the checks run.
 REASONS = ("no_think", "no_call", "multiple_calls", "unknown_tool", "bad_arguments")
@@ -45,6 +50,7 @@ class ParsedCompletion:
     thought: str
     call: ToolCall
     style: str  # the style the call was written in (xml, json or bash)
+    action: str | None = None  # render(call), when the completion wrote the call exactly so
 
 
 def completion_text(completion: Any) -> str:
@@ -133,6 +139,12 @@ def parse_completion(completion: Any, style: str = "xml") -> ParsedCompletion:
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
     text = completion_text(completion)
+    if style == "xml" and read_canonical is not None:
+        # Most completions copy the canonical text SFT taught: read those in one pass (_xmlcall.c).
+        fast = read_canonical(text)
+        if fast is not None:
+            thought, name, arguments, action = fast
+            return ParsedCompletion(thought, ToolCall(name, arguments), "xml", action)
     m = _THINK_RE.match(text)
     if not m or not m.group(1).strip():
         raise FormatError("no_think", "the completion must open with a non-empty <think>…</think> block")

@@ -1,9 +1,10 @@
 """String similarity backends for the step reward, by name.
 
 - ``difflib``: exactly ``difflib.SequenceMatcher(None, a, b).ratio()`` (2M/T, Ratcliff–Obershelp with
-  difflib's default autojunk heuristic), the paper's reward. It is computed with ``cydifflib``, a
-  compiled port of the same algorithm whose values are bit-identical (tests check this against the
-  standard library on real actions and on random strings).
+  difflib's default autojunk heuristic), the paper's reward. It is computed by ``_ratcliff.c``, the
+  stdlib's algorithm on code-point arrays, compiled at install; where that extension is missing, by
+  ``cydifflib``, another port of it (``DIFFLIB_KERNEL`` says which). Both give the stdlib's value to
+  the last bit (tests check this on real actions and on random strings).
 - ``lcs``: rapidfuzz's normalised Indel similarity, 1 − (|a| + |b| − 2·LCS)/(|a| + |b|): an exact
   longest-common-subsequence ratio in C, far faster, and never below the difflib ratio up to rounding
   (difflib's matching blocks form one common subsequence; the LCS is the longest).
@@ -19,11 +20,17 @@ from collections.abc import Callable
 from cydifflib import SequenceMatcher
 from rapidfuzz.distance import Indel
 
+try:  # compiled at install (setup.py)
+    from ._ratcliff import ratio as _ratcliff_ratio
+except ImportError:
+    _ratcliff_ratio = None
+
 Similarity = Callable[[str, str], float]
+DIFFLIB_KERNEL = "ratcliff" if _ratcliff_ratio is not None else "cydifflib"
 
 
 class DifflibRatio:
-    """``difflib.SequenceMatcher(None, a, b).ratio()``, computed by cydifflib.
+    """``difflib.SequenceMatcher(None, a, b).ratio()``, computed by cydifflib (without ``_ratcliff``).
 
     GRPO scores G completions against the same expert action, and SequenceMatcher caches everything it
     knows about its second sequence (``b2j``, the junk and popular sets). So one matcher per recent
@@ -57,18 +64,16 @@ class DifflibRatio:
         self.__init__(state["cache_size"])
 
 
-def lcs_ratio(a: str, b: str) -> float:
-    return Indel.normalized_similarity(a, b)
-
-
-lcs_ratio.name = "lcs"  # type: ignore[attr-defined]
+# Called as it is, without a Python wrapper around it (a frame costs a tenth of the lcs reward). It
+# does not pickle, so StepReward pickles by name (StepReward.__reduce__).
+lcs_ratio: Similarity = Indel.normalized_similarity
 
 SIMILARITIES = ("difflib", "lcs")
 
 
 def get_similarity(name: str) -> Similarity:
     if name == "difflib":
-        return DifflibRatio()
+        return _ratcliff_ratio if _ratcliff_ratio is not None else DifflibRatio()
     if name == "lcs":
         return lcs_ratio
     raise ValueError(f"unknown similarity {name!r}; known: {', '.join(SIMILARITIES)}")

@@ -16,13 +16,14 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from ..actions import find_xml_calls, normalise, render
 from ..schema import ToolCall
-from .completion import FormatError, parse_completion
+from .completion import FormatError, canonical_action, completion_text, parse_completion
 from .patch import EDIT_COMMANDS, edit_similarity
 from .similarity import Similarity, get_similarity
 
@@ -143,6 +144,7 @@ class StepReward:
             raise ValueError(f"unknown reward mode {mode!r}; known: {', '.join(MODES)}")
         self.mode, self.similarity_name, self.style = mode, similarity, style
         self.similarity: Similarity = get_similarity(similarity)
+        self._read_action = canonical_action if (mode, style) == ("paper", "xml") else None
 
     def __call__(
         self,
@@ -160,13 +162,41 @@ class StepReward:
         call = parsed.call
         out.call, out.style = call.to_dict(), parsed.style
         if self.mode == "paper":
-            out.reward = self.similarity(render(call), expert_action)
+            out.reward = self.similarity(render(call) if parsed.action is None else parsed.action, expert_action)
             expert_name = (expert_tool_call or {}).get("name") or expert_call(expert_action, None).name
             out.tool_match = call.name == expert_name
             out.components["action"] = out.reward
             return out
         self._tool_aware(call, expert_call(expert_action, expert_tool_call), file_snapshot, out)
         return out
+
+    def rewards(self, rows: Iterable[tuple[Any, str, dict[str, Any] | None, str | None]]) -> list[float]:
+        """``[self(c, a, t, s).reward for c, a, t, s in rows]`` without the Breakdowns, for callers that
+        keep only the numbers; a (completion, expert action, snapshot) repeated in ``rows`` is scored once.
+
+        In paper mode a completion whose call is already canonical is scored straight from its text:
+        the same value, without building the call, its dict and the breakdown, which together cost
+        several times the lcs kernel. Everything else takes the full path.
+        """
+        read, similarity = self._read_action, self.similarity
+        seen: dict[tuple, float] = {}
+        out = []
+        for c, a, t, s in rows:
+            key = (c if type(c) is str else completion_text(c), a, s)
+            r = seen.get(key)
+            if r is None:
+                action = read(key[0]) if read is not None else None
+                # Without the expert's tool name the full path parses the expert action (and may raise).
+                if action is not None and t and t.get("name"):
+                    r = similarity(action, a)
+                else:
+                    r = self(key[0], a, t, s).reward
+                seen[key] = r
+            out.append(r)
+        return out
+
+    def __reduce__(self):
+        return StepReward, (self.mode, self.similarity_name, self.style)
 
     def _tool_aware(self, cand: ToolCall, exp: ToolCall, snapshot: str | None, out: Breakdown) -> None:
         out.reward, out.tool_match = 0.0, cand.name == exp.name
