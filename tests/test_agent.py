@@ -17,8 +17,11 @@ from srl_agent.actions import render
 from srl_agent.agent import FORMAT_ERRORS, STEP_LIMIT, SUBMITTED, Agent, AgentConfig
 from srl_agent.readers import read_file
 from srl_agent.replay import trajectory_path
+from srl_agent.rewards.completion import FormatError, parse_completion
 from srl_agent.schema import Trajectory
+from srl_agent.steps import StepConfig, Truncator, issue_turn
 from srl_agent.tasks import load_dataset
+from srl_agent.train.recipe import resolve_recipe
 
 ROWS = {r["instance_id"]: r for r in load_dataset()}
 LEAP = "gweis__isodate.0.7.2.leap-year-centuries"
@@ -152,27 +155,203 @@ def test_json_style_episode_round_trips_through_the_traj_reader(task_images, lab
     assert traj.submission == ep.submission
 
 
-def test_tiny_model_agent_run_writes_predictions_and_trajectories(task_images, labels, tmp_path):
-    """The offline tiny model (random weights: it rarely if ever writes a valid call) through the whole
-    path: generation, parsing, stopping, .traj and predictions files, the official harness."""
+# ----------------------------------------------------------------------------- a real model's episodes
+# The tiny model after its SFT warm-up (conftest's warm_tiny_model), sampled with a fixed seed, on the
+# prompts it was trained on: the tiny recipe's budgets, counted in its own tokens. It writes a valid call
+# for about half of its completions, so a format-error limit of 8 lets every episode take steps.
+WARM_PROMPT = StepConfig(**resolve_recipe("tiny")["pipeline"]["prepare"])
+WARM = AgentConfig(step_limit=3, format_error_limit=8, max_new_tokens=256, temperature=0.6, seed=0, batch_size=2,
+                   prompt=WARM_PROMPT)
+
+
+class RecordingPolicy:
+    """A real policy, keeping every (prompt, completion) it was asked for."""
+
+    def __init__(self, policy, name: str):
+        self.policy, self.name = policy, name
+        self.tokenizer = policy.tokenizer  # exact budgets count the wrapped model's tokens
+        self.calls: list[tuple[list[dict], str]] = []
+
+    def generate(self, batch, **kwargs):
+        out = self.policy.generate(batch, **kwargs)
+        self.calls += list(zip(batch, out, strict=True))
+        return out
+
+
+def first_prompts(model_dir, ids) -> dict[str, list[dict]]:
+    """Each task's step-0 training prompt, as the warm-up's data was prepared (budgets in the model's tokens)."""
+    import tempfile
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from srl_agent.prepare import prepare
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {}
+        for iid in ids:
+            prepare([trajectory_path(iid)], Path(tmp) / "s.jsonl", WARM_PROMPT, tokenizer=tokenizer)
+            out[iid] = json.loads((Path(tmp) / "s.jsonl").open().readline())["prompt"]
+        return out
+
+
+@pytest.fixture(scope="module")
+def warm_run(warm_tiny_model, task_images, run_label, tmp_path_factory):
+    """Agent mode with the warm model on two tasks, scored by the harness; the policy's calls per task."""
+    from srl_agent.evaluation import run_eval
+    from srl_agent.policy import make_policy
+
+    key, value = run_label.split("=", 1)
+    out = tmp_path_factory.mktemp("warm-run")
+    policy = RecordingPolicy(make_policy(str(warm_tiny_model)), "warm-tiny")
+    summary = run_eval(policy=policy, instance_ids=[LEAP, GET_IN], output_dir=out, agent_config=WARM,
+                       exact_budgets=True, labels={key: value}, run_id="warm")
+    first = first_prompts(warm_tiny_model, [LEAP, GET_IN])
+    calls: dict[str, list[tuple[list[dict], str]]] = {iid: [] for iid in first}
+    for messages, completion in policy.calls:  # a prompt belongs to the task whose issue turn it opens with
+        (iid,) = [i for i in first if messages[1]["content"].startswith(first[i][1]["content"])]
+        calls[iid].append((messages, completion))
+    return {"out": out, "summary": summary, "calls": calls, "first": first, "model": warm_tiny_model}
+
+
+def expected_episode(calls: list[tuple[list[dict], str]]) -> dict:
+    """What the episode must be, from the completions alone: the valid ones are the steps, in order."""
+    steps, errors = [], []
+    for _, completion in calls:
+        try:
+            parsed = parse_completion(completion, "xml")
+            steps.append((parsed.thought, parsed.call))
+        except FormatError as e:
+            errors.append(e.reason)
+    if steps and steps[-1][1].name == "submit":
+        status = SUBMITTED
+    elif len(steps) == WARM.step_limit:
+        status = STEP_LIMIT
+    else:
+        status = FORMAT_ERRORS
+    return {"steps": steps, "errors": errors, "status": status}
+
+
+def harness_status(report: dict, iid: str) -> str:
+    """An instance's status as the harness's own report lists it."""
+    (status,) = [s for s, key in (("resolved", "resolved_ids"), ("unresolved", "unresolved_ids"),
+                                  ("empty_patch", "empty_patch_ids"), ("error", "error_ids"))
+                 if iid in report.get(key, [])] or ["error"]  # infrastructure or ambiguous failures
+    return status
+
+
+def test_warm_tiny_model_agent_run_takes_real_steps(warm_run, docker_client, run_label):
+    """The warm tiny model through the whole path: generation on its training prompts, parsing, tools in the
+    task sandbox, stopping, .traj and predictions files, the official harness."""
+    from transformers import AutoTokenizer
+
+    out, summary, calls = warm_run["out"], warm_run["summary"], warm_run["calls"]
+    truncate = Truncator(AutoTokenizer.from_pretrained(str(warm_run["model"])))
+    preds = {p["instance_id"]: p for p in map(json.loads, (out / "predictions.jsonl").open())}
+    assert sorted(preds) == sorted(calls) and summary["total"] == 2
+    assert all(sorted(p) == ["instance_id", "model_name_or_path", "model_patch"] for p in preds.values())
+    assert all(p["model_name_or_path"] == "warm-tiny" for p in preds.values())
+    expected = {iid: expected_episode(c) for iid, c in calls.items()}
+    assert sum(len(e["steps"]) for e in expected.values()) >= 1  # real steps were taken
+    report = json.loads((out / "warm-tiny.warm.json").read_text())  # what the harness itself wrote
+    for iid, exp in expected.items():
+        # The first prompt is the warm-up's step-0 training prompt, to the character.
+        assert calls[iid][0][0] == warm_run["first"][iid]
+        (traj,) = read_file(out / "trajs" / f"{iid}.traj")
+        raw = json.loads((out / "trajs" / f"{iid}.traj").read_text())
+        assert traj.instance_id == iid and traj.task.base_commit == ROWS[iid]["base_commit"]
+        assert [s.action for s in traj.steps] == [call for _, call in exp["steps"]]
+        assert [s.thought for s in traj.steps] == [thought for thought, _ in exp["steps"]]
+        assert [e["reason"] for e in raw["info"]["srl_agent"]["format_errors"]] == exp["errors"]
+        assert raw["info"]["exit_status"] == exp["status"]
+        assert raw["info"]["model_stats"]["api_calls"] == len(calls[iid])
+        assert raw["info"]["srl_agent"]["budgets"] == "tokens"
+        # Each observation is what the policy was shown after that action (truncated to the prompt budget).
+        valid = [n for n, (_, c) in enumerate(calls[iid]) if expected_episode([(None, c)])["steps"]]
+        for k, n in enumerate(valid):
+            if n + 1 < len(calls[iid]):
+                seen = calls[iid][n + 1][0]
+                assert seen[-2] == {"role": "assistant", "content": render(traj.steps[k].action)}
+                assert seen[-1] == {"role": "user",
+                                    "content": truncate(traj.steps[k].observation, WARM_PROMPT.observation_tokens)}
+        # The prediction is the episode's final diff, and the harness graded it as such.
+        assert preds[iid]["model_patch"] == traj.submission == raw["info"]["submission"]
+        status = next(i["status"] for i in summary["instances"] if i["instance_id"] == iid)
+        assert status == harness_status(report, iid) and (status == "empty_patch") == (not traj.submission)
+    assert summary["generation"] == {"steps": sum(len(e["steps"]) for e in expected.values()),
+                                     "format_errors": sum(len(e["errors"]) for e in expected.values())}
+    assert docker_client.containers.list(all=True, filters={"label": run_label}) == []
+    assert [c.name for c in docker_client.containers.list(all=True) if c.name.endswith(".warm")] == []
+
+
+def test_warm_agent_run_imports_into_the_reward_store(warm_run):
+    """The same folder through ``srl-agent inspect --json`` and the store: one episode per task, with the
+    harness's verdict, the prediction and the counts of the policy's own completions."""
+    from typer.testing import CliRunner
+
+    from srl_agent.cli import app
+    from srl_agent.store import open_run
+
+    out, calls = warm_run["out"], warm_run["calls"]
+    report = json.loads((out / "warm-tiny.warm.json").read_text())
+    preds = {p["instance_id"]: p["model_patch"] for p in map(json.loads, (out / "predictions.jsonl").open())}
+    res = CliRunner().invoke(app, ["inspect", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout.strip().splitlines()[-1])
+    (episodes,) = shown["episodes"]
+    assert (episodes["kind"], episodes["episodes"]) == ("eval", len(calls))
+    assert episodes["resolved"] == len(report["resolved_ids"])
+    assert episodes["mean_reward"] == pytest.approx(len(report["resolved_ids"]) / len(calls))
+    conn, info = open_run(out)
+    assert info["imported"] == []  # inspect imported it already
+    rows = {r["instance_id"]: r for r in map(dict, conn.execute(
+        "SELECT t.instance_id, c.kind, c.step_index, c.reward, c.status, c.completion, c.extra "
+        "FROM candidates c JOIN tasks t ON t.id = c.task_id"))}
+    assert sorted(rows) == sorted(calls)
+    for iid, c in calls.items():
+        exp = expected_episode(c)
+        row, extra = rows[iid], json.loads(rows[iid]["extra"])
+        assert (row["kind"], row["step_index"]) == ("eval", None)
+        assert row["reward"] == (1.0 if iid in report["resolved_ids"] else 0.0)
+        assert row["completion"] == preds[iid]
+        assert (extra["agent_steps"], extra["agent_format_errors"]) == (len(exp["steps"]), len(exp["errors"]))
+        assert extra["exit_status"] == exp["status"]
+
+
+def test_cli_agent_settings_reach_the_episode(warm_tiny_model, task_images, tmp_path):
+    """``srl-agent eval`` flags: the prompt settings and exact budgets make the first prompt the warm-up's
+    step-0 training prompt; the sampling and limit settings are the episode's."""
+    from typer.testing import CliRunner
+
+    from srl_agent.cli import app
+
+    res = CliRunner().invoke(app, [
+        "eval", "--model", str(warm_tiny_model), "--instances", GET_IN, "--output-dir", str(tmp_path), "--no-score",
+        "--step-limit", "1", "--format-error-limit", "1", "--max-new-tokens", "4", "--temperature", "0.6",
+        "--seed", "7", "--context-steps", "2", "--observation-tokens", "32", "--issue-tokens", "64",
+        "--exact-budgets", "--batch-size", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    raw = json.loads((tmp_path / "trajs" / f"{GET_IN}.traj").read_text())
+    settings = raw["info"]["srl_agent"]["config"]
+    assert {k: settings[k] for k in ("step_limit", "format_error_limit", "max_new_tokens", "temperature", "seed")} \
+        == {"step_limit": 1, "format_error_limit": 1, "max_new_tokens": 4, "temperature": 0.6, "seed": 7}
+    assert settings["prompt"] == {"context_steps": 2, "observation_tokens": 32, "issue_tokens": 64, "drop_legacy": False}
+    assert raw["info"]["srl_agent"]["budgets"] == "tokens"
+    (prompt,) = first_prompts(warm_tiny_model, [GET_IN]).values()
+    assert raw["history"][:2] == [{**prompt[0], "agent": "main", "message_type": "system_prompt"},
+                                  {**prompt[1], "agent": "main", "message_type": "user"}]
+    # Characters / 4 would have cut the issue elsewhere: the flag is what made the prompts equal.
+    chars = issue_turn(ROWS[GET_IN]["problem_statement"].strip(), WARM_PROMPT, Truncator())
+    assert chars != prompt[1]["content"]
+
+
+def test_exact_budgets_need_the_policys_tokenizer(task_images, labels, tmp_path):
     from srl_agent.evaluation import run_eval
 
-    ids = [LEAP, GET_IN]
-    config = AgentConfig(step_limit=2, format_error_limit=2, max_new_tokens=16, temperature=1.0)
-    summary = run_eval(None, instance_ids=ids, output_dir=tmp_path, agent_config=config, labels=labels)
-    assert summary["model"] == "tiny" and summary["total"] == 2
-    assert 0.0 <= summary["resolve_rate"] <= 1.0 and summary["resolved"] == sum(i["resolved"] for i in summary["instances"])
-    preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").open()]
-    assert sorted(p["instance_id"] for p in preds) == sorted(ids)
-    assert all(p["model_name_or_path"] == "tiny" and isinstance(p["model_patch"], str) for p in preds)
-    for iid in ids:
-        raw = json.loads((tmp_path / "trajs" / f"{iid}.traj").read_text())
-        (traj,) = read_file(tmp_path / "trajs" / f"{iid}.traj")
-        assert traj.instance_id == iid and len(traj.steps) == len(raw["trajectory"]) <= 2
-        info = raw["info"]
-        assert info["exit_status"] in (SUBMITTED, STEP_LIMIT, FORMAT_ERRORS)
-        assert info["model_stats"]["api_calls"] == len(traj.steps) + len(info["srl_agent"]["format_errors"])
-        assert summary["generation"]["steps"] >= len(traj.steps)
+    with pytest.raises(ValueError, match="tokenizer"):
+        run_eval(policy=ScriptedPolicy({GET_IN: [SUBMIT]}), instance_ids=[GET_IN], output_dir=tmp_path,
+                 do_score=False, exact_budgets=True, labels=labels)
 
 
 # ----------------------------------------------------------------------------- backends

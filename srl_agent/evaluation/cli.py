@@ -25,10 +25,17 @@ def eval_command(
     instances: list[str] | None = typer.Option(None, "--instances", help="Only these instance ids (repeat, or comma-separated)."),
     split: str = typer.Option("test", "--split", help="Split of a hub dataset."),
     step_limit: int = typer.Option(30, "--step-limit", help="Most actions per agent episode."),
+    format_error_limit: int = typer.Option(3, "--format-error-limit", help="Consecutive malformed completions that end an episode."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens per completion."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed of the first round (round r uses seed + r)."),
     style: str = typer.Option("xml", "--style", help="Tool-call style the model writes: xml | json."),
     batch_size: int = typer.Option(4, "--batch-size", help="Episodes (or oracle prompts) per generate call."),
+    context_steps: int = typer.Option(2, "--context-steps", help="Previous action–observation pairs in the prompt (as trained)."),
+    observation_tokens: int = typer.Option(1024, "--observation-tokens", help="Budget per observation in the prompt (as trained)."),
+    issue_tokens: int = typer.Option(4096, "--issue-tokens", help="Budget of the issue in the prompt (as trained)."),
+    exact_budgets: bool = typer.Option(False, "--exact-budgets", help="Count the budgets in the model's own tokens "
+                                       "(as `srl-agent pipeline` and `prepare --tokenizer` do), not characters / 4."),
     max_workers: int = typer.Option(2, "--max-workers", help="Harness workers."),
     run_id: str | None = typer.Option(None, "--run-id", help="Harness run id (default: a timestamp). The same id in the same output dir resumes: graded instances are not rerun."),
     no_score: bool = typer.Option(False, "--no-score", help="Write predictions only."),
@@ -38,6 +45,7 @@ def eval_command(
     from ..agent import AgentConfig
     from ..policy import BACKENDS
     from ..rewards.completion import STYLES
+    from ..steps import StepConfig
     from .data import DatasetError
     from .harness import ScoringError
     from .run import MODES, run_eval
@@ -48,8 +56,13 @@ def eval_command(
     if predictions is not None and not predictions.is_file():
         raise typer.BadParameter(f"no such file: {predictions}", param_hint="--predictions")
     ids = [i for item in instances or [] for i in item.split(",") if i]
-    config = AgentConfig(step_limit=step_limit, max_new_tokens=max_new_tokens, temperature=temperature, style=style,
-                         batch_size=batch_size)
+    try:
+        config = AgentConfig(step_limit=step_limit, format_error_limit=format_error_limit, max_new_tokens=max_new_tokens,
+                             temperature=temperature, seed=seed, style=style, batch_size=batch_size,
+                             prompt=StepConfig(context_steps=context_steps, observation_tokens=observation_tokens,
+                                               issue_tokens=issue_tokens))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     with console.status("evaluating", spinner="dots") if not as_json else _Quiet() as status:
         def progress(done: int, total: int) -> None:
             if status is not None:
@@ -58,7 +71,8 @@ def eval_command(
         try:
             summary = run_eval(model, dataset, mode, output_dir, backend=backend, base_url=base_url,
                                predictions=predictions, gold=gold, instance_ids=ids or None, split=split,
-                               agent_config=config, do_score=not no_score, max_workers=max_workers, run_id=run_id,
+                               agent_config=config, exact_budgets=exact_budgets, do_score=not no_score,
+                               max_workers=max_workers, run_id=run_id,
                                progress=progress)
         except (DatasetError, ValueError) as e:
             raise typer.BadParameter(str(e)) from None

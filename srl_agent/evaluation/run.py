@@ -48,21 +48,39 @@ def _ensure_images(rows: list[dict[str, Any]], bundled: bool, client: Any) -> No
         raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")
 
 
-def _agent_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress) -> list[dict]:
+def policy_tokenizer(policy: Any) -> Any:
+    """The tokenizer a local policy generates with (transformers: ``tokenizer``; vLLM: the engine's), else None."""
+    tokenizer = getattr(policy, "tokenizer", None)
+    if tokenizer is None and hasattr(getattr(policy, "llm", None), "get_tokenizer"):
+        tokenizer = policy.llm.get_tokenizer()
+    return tokenizer
+
+
+def _agent_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress,
+                       exact_budgets: bool = False) -> list[dict]:
     from ..agent import Agent
+    from ..steps import Truncator
     from .trajfile import write_traj
 
-    agent = Agent(policy, agent_config)
+    truncate = None
+    if exact_budgets:
+        tokenizer = policy_tokenizer(policy)
+        if tokenizer is None:
+            raise ValueError(f"exact prompt budgets need the policy's tokenizer; {label!r} has none here "
+                             "(use the transformers or vllm backend, or leave budgets in characters)")
+        truncate = Truncator(tokenizer)
+    agent = Agent(policy, agent_config, truncate=truncate)
     preds = []
     for ep in agent.run(rows, client=client, labels=labels, progress=progress):
         write_traj(out / "trajs" / f"{ep.instance_id}.traj", ep, model=label, config=agent.config,
-                   issue_turn=agent.issue(ep.task))
+                   issue_turn=agent.issue(ep.task), budgets="tokens" if exact_budgets else "characters")
         preds.append({"instance_id": ep.instance_id, "model_name_or_path": label, "model_patch": ep.submission,
                       "exit_status": ep.exit_status, "steps": len(ep.steps), "format_errors": len(ep.format_errors)})
     return preds
 
 
-def _oracle_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress) -> list[dict]:
+def _oracle_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress,
+                        exact_budgets: bool = False) -> list[dict]:
     from ..agent import AgentConfig
     from .oracle import answer_to_patch, oracle_files, oracle_messages, read_files
 
@@ -100,6 +118,7 @@ def run_eval(
     instance_ids: list[str] | None = None,
     split: str = "test",
     agent_config: Any = None,
+    exact_budgets: bool = False,
     policy: Any = None,
     do_score: bool = True,
     max_workers: int = 2,
@@ -113,7 +132,9 @@ def run_eval(
 
     Predictions come from ``predictions`` (a file), ``gold`` (the rows' own patches) or the model
     (``policy``, or ``model`` + ``backend`` through ``make_policy``) in ``mode``. ``labels`` go on every
-    sandbox container (tests use them to find their own).
+    sandbox container (tests use them to find their own). ``exact_budgets``: the agent's prompt budgets
+    (``agent_config.prompt``) count the policy's own tokens, as ``srl-agent pipeline`` and RLVR prepare
+    theirs, instead of characters / 4 (``prepare`` without ``--tokenizer``); agent mode, local policies.
     """
     import docker
 
@@ -144,7 +165,7 @@ def run_eval(
                 policy = make_policy(model, backend=backend, base_url=base_url)
             _ensure_images(rows, dataset is None or Path(dataset).resolve() == BUNDLED, client)
             make = _agent_predictions if mode == "agent" else _oracle_predictions
-            preds = make(policy, rows, out, label, agent_config, client, labels, progress)
+            preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets)
             write_predictions(preds, out / "predictions.jsonl")
         summary: dict[str, Any] = {"source": source, "mode": mode if source in MODES else None, "model": label,
                                    "dataset": str(dataset or BUNDLED), "output_dir": str(out)}

@@ -43,7 +43,9 @@ def sweagent_action(call: ToolCall) -> str:
     return " ".join(words)
 
 
-def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: str) -> dict[str, Any]:
+def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: str,
+            budgets: str = "characters") -> dict[str, Any]:
+    """``budgets``: what the prompt budgets counted, ``tokens`` (the policy's tokenizer) or ``characters`` (/ 4)."""
     task = episode.task
     history: list[dict[str, Any]] = [
         {"role": "system", "content": config.prompt.system_prompt, "agent": "main", "message_type": "system_prompt"},
@@ -74,7 +76,7 @@ def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: st
             "submission": episode.submission,
             "model_stats": {"api_calls": episode.turns},
             "srl_agent": {"format_version": FORMAT_VERSION, "error": episode.error, "seconds": episode.seconds,
-                          "format_errors": episode.format_errors, "config": settings},
+                          "format_errors": episode.format_errors, "config": settings, "budgets": budgets},
         },
         "replay_config": json.dumps(replay_config),
     }

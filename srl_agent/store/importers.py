@@ -2,8 +2,8 @@
 
 - ``import_records``: a JSONL of reward records — ``srl-agent score`` output and held-out scorings
   (kind ``score``), a training run's ``rewards.jsonl`` (``srl``, or each record's own ``kind``);
-- ``import_eval``: an ``srl-agent eval`` folder (``summary.json`` + ``predictions.jsonl`` + ``trajs/``),
-  one episode per instance, reward 1 when the harness resolved it;
+- ``import_eval``: an ``srl-agent eval`` folder (``summary.json``, the predictions the harness graded,
+  ``trajs/``), one episode per instance, reward 1 when the harness resolved it;
 - ``attach_steps``: a step-instance file (``srl-agent prepare``): the expert action and the prompt
   the model saw, for the steps that candidates name.
 
@@ -88,35 +88,63 @@ def import_records(conn: sqlite3.Connection, path: str | Path, run: str, kind: s
     return _summary(path, writer.written, skipped, problems)
 
 
+def _eval_patches(folder: Path) -> dict[str, Any]:
+    """instance_id → model_patch: what the harness graded (``predictions.scored.jsonl``, the only predictions
+    file of ``--predictions`` and ``--gold`` runs), else the model's ``predictions.jsonl``."""
+    for name in ("predictions.scored.jsonl", "predictions.jsonl"):
+        if (folder / name).is_file():
+            return {p.get("instance_id"): p.get("model_patch") for _, p in read_jsonl(folder / name)
+                    if isinstance(p, dict)}
+    return {}
+
+
 def import_eval(conn: sqlite3.Connection, folder: str | Path, run: str = "eval") -> dict[str, Any]:
-    """An evaluation folder: one ``eval`` episode per instance of ``summary.json``."""
+    """An evaluation folder: one ``eval`` episode per instance of ``summary.json``.
+
+    A ``.traj`` that cannot be read leaves its episode without the agent's counts and is named in ``problems``."""
     folder = Path(folder)
     summary_path = folder / "summary.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     instances = summary.get("instances")
     if not isinstance(instances, list):
         raise StoreError(f"{summary_path}: no 'instances' list (was the run scored?)")
-    patches = {}
-    if (folder / "predictions.jsonl").is_file():
-        patches = {p.get("instance_id"): p.get("model_patch") for _, p in read_jsonl(folder / "predictions.jsonl")
-                   if isinstance(p, dict)}
+    patches = _eval_patches(folder)
     meta = {k: summary.get(k) for k in ("model", "mode", "dataset", "resolve_rate", "run_id")}
     writer = StoreWriter(conn, run=run, kind="eval", source=summary_path, meta=meta, live=False)
-    for inst in instances:
-        iid = inst["instance_id"]
-        record = {"kind": "eval", "instance_id": iid, "reward": 1.0 if inst.get("resolved") else 0.0,
-                  "status": inst.get("status"), "completion": patches.get(iid)}
-        record.update({k: v for k, v in inst.items() if k not in ("instance_id", "resolved", "status")})
+    skipped: Counter = Counter()
+    problems: list[str] = []
+    for n, inst in enumerate(instances):
+        try:
+            iid = inst["instance_id"]
+            record = {"kind": "eval", "instance_id": iid, "reward": 1.0 if inst.get("resolved") else 0.0,
+                      "status": inst.get("status"), "completion": patches.get(iid)}
+            record.update({k: v for k, v in inst.items() if k not in ("instance_id", "resolved", "status")})
+        except (KeyError, TypeError, AttributeError):
+            skipped["no_instance_id"] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(f"{summary_path}: instance {n} has no instance_id")
+            continue
         traj = folder / "trajs" / f"{iid}.traj"
         if traj.is_file():
-            data = json.loads(traj.read_text(encoding="utf-8"))
-            info = data.get("info") or {}
-            record["agent_steps"] = len(data.get("trajectory") or [])
-            record["agent_format_errors"] = len((info.get("srl_agent") or {}).get("format_errors") or [])
-            record["exit_status"] = info.get("exit_status")
-        writer.write(record)
+            try:
+                data = json.loads(traj.read_text(encoding="utf-8"))
+                info = data.get("info") or {}
+                record["agent_steps"] = len(data.get("trajectory") or [])
+                record["agent_format_errors"] = len((info.get("srl_agent") or {}).get("format_errors") or [])
+                record["exit_status"] = info.get("exit_status")
+                if (info.get("srl_agent") or {}).get("error"):  # the sandbox failed: why
+                    record["error"] = info["srl_agent"]["error"]
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as e:
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(f"{traj}: not a readable .traj ({type(e).__name__}: {e})")
+        try:
+            writer.write(record)
+        except StoreError as e:
+            skipped[e.reason] += 1
+            if len(problems) < MAX_PROBLEMS:
+                problems.append(f"{summary_path}: instance {n} ({iid}): {e}")
     writer.flush()
-    return _summary(summary_path, writer.written, Counter(), [])
+    return _summary(summary_path, writer.written, skipped, problems)
 
 
 def _step_keys(path: Path) -> dict[str, set[str]]:
