@@ -1,6 +1,6 @@
 """The agent loop: a policy works on a task in its sandbox until it submits or runs out of budget.
 
-Used by evaluation now and by RLVR later. Each turn the policy sees exactly the prompt SRL trained it
+Used by evaluation. Each turn the policy sees exactly the prompt SRL trained it
 on (``steps.prompt_messages``: system prompt, issue, the previous K action–observation pairs, the
 actions in canonical text, observations truncated once), writes ``<think>…</think>`` and one call,
 which ``rewards.completion.parse_completion`` reads and ``Tools`` executes.
@@ -8,7 +8,9 @@ which ``rewards.completion.parse_completion`` reads and ``Tools`` executes.
 Stopping is flow control by small exceptions, as in mini-swe-agent: ``Submitted`` (the policy called
 ``submit``), ``LimitsExceeded`` (step limit, or too many format errors in a row). A completion that
 breaks the format is not a step (training never shows one in a prompt either): it is recorded with
-its reason code and the same prompt is asked again, with a new seed.
+its reason code and the same prompt is asked again, with a new seed. With ``history="episode"`` the
+policy sees RLVR's chat instead (the whole episode, its own completions, a format-error notice after a
+malformed turn), the prompts a policy trained with RLVR acted on.
 
 Several tasks' episodes run side by side, one ``generate`` call per round for all of them, so batched
 backends (transformers, vLLM, an OpenAI server) see batches.
@@ -23,11 +25,13 @@ from typing import Any
 
 from .actions import render
 from .policy import Policy
+from .prompts import FORMAT_ERROR_TEMPLATE
 from .rewards.completion import FormatError, parse_completion
 from .schema import Step, Task, ToolCall, Trajectory
 from .steps import StepConfig, Truncator, issue_turn, prompt_messages
 
 SUBMITTED, STEP_LIMIT, FORMAT_ERRORS, ERROR = "submitted", "step_limit", "format_errors", "error"
+HISTORIES = ("window", "episode")
 
 
 class Submitted(Exception):
@@ -57,12 +61,18 @@ class AgentConfig:
     """Episodes run side by side (sandboxes open at once; prompts per generate call)."""
     prompt: StepConfig = field(default_factory=StepConfig)
     """The prompt settings; keep them equal to the ones the policy was trained with."""
+    history: str = "window"
+    """``window``: each turn is an SRL step prompt (issue + the last K canonical actions and observations).
+    ``episode``: the RLVR chat, the whole episode with the policy's own completions and a format-error
+    notice after a malformed turn (``srl_agent.rlvr.rollout``): for a policy trained with RLVR."""
 
     def __post_init__(self) -> None:
         from .rewards.completion import STYLES
 
         if self.style not in STYLES:
             raise ValueError(f"style {self.style!r}; known: {', '.join(STYLES)}")
+        if self.history not in HISTORIES:
+            raise ValueError(f"history {self.history!r}; known: {', '.join(HISTORIES)}")
         for name in ("step_limit", "format_error_limit", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -126,6 +136,7 @@ class _Run:
         self.episode = Episode(task=row)
         self.issue = issue
         self.pairs: list[tuple[str, str]] = []  # (canonical action, truncated observation)
+        self.chat: list[dict[str, str]] = []  # history "episode": every turn as it was written and answered
         self.errors_in_a_row = 0
         self.env: Any = None
         self.stack = contextlib.ExitStack()  # the sandbox, closed as soon as the episode ends
@@ -148,6 +159,9 @@ class Agent:
         return issue_turn(row.get("problem_statement", "").strip(), self.config.prompt, self.truncate)
 
     def prompt(self, run: _Run) -> list[dict[str, str]]:
+        if self.config.history == "episode":
+            return [{"role": "system", "content": self.config.prompt.system_prompt},
+                    {"role": "user", "content": run.issue}, *run.chat]
         return prompt_messages(run.issue, run.pairs, self.config.prompt)
 
     def run(self, rows: list[dict[str, Any]], *, client: Any = None, labels: dict[str, str] | None = None,
@@ -201,6 +215,8 @@ class Agent:
         except FormatError as e:
             ep.format_errors.append({"turn": ep.turns - 1, "step": len(ep.steps), "reason": e.reason,
                                      "message": e.message, "response": completion})
+            run.chat += [{"role": "assistant", "content": completion}, {"role": "user", "content":
+                         FORMAT_ERROR_TEMPLATE.format(reason=e.reason, message=e.message)}]
             run.errors_in_a_row += 1
             if run.errors_in_a_row >= cfg.format_error_limit:
                 raise LimitsExceeded(FORMAT_ERRORS) from None
@@ -211,7 +227,9 @@ class Agent:
         raw = completion.split("</think>", 1)[-1].strip()
         ep.steps.append(Step(parsed.thought, call, raw_action=raw, observation=observation))
         ep.responses.append(completion)
-        run.pairs.append((render(call), self.truncate(observation, cfg.prompt.observation_tokens)))
+        shown = self.truncate(observation, cfg.prompt.observation_tokens)
+        run.pairs.append((render(call), shown))
+        run.chat += [{"role": "assistant", "content": completion}, {"role": "user", "content": shown}]
         if call.name == "submit":
             raise Submitted
         if len(ep.steps) >= cfg.step_limit:

@@ -131,6 +131,23 @@ def test_stops_on_format_errors_and_on_the_step_limit(task_images, labels):
     assert policy.prompts[GET_IN][1] == policy.prompts[GET_IN][2]
 
 
+def test_episode_history_is_the_rlvr_chat(task_images, labels):
+    """history="episode": each prompt is the previous one plus the turn as written and its answer (the
+    observation, or the format-error notice), which is the chat RLVR trains on."""
+    from srl_agent.prompts import FORMAT_ERROR_TEMPLATE, SYSTEM_PROMPT
+
+    script = [bash("echo one"), "no think block at all", bash("printf 'a\\nb'"), SUBMIT]
+    policy = ScriptedPolicy({LEAP: script})
+    (ep,) = Agent(policy, AgentConfig(history="episode", format_error_limit=2)).run([ROWS[LEAP]], labels=labels)
+    assert ep.exit_status == SUBMITTED and [s.observation for s in ep.steps[:2]] == ["one", "a\nb"]
+    prompts = policy.prompts[LEAP]
+    assert [m["role"] for m in prompts[0]] == ["system", "user"] and prompts[0][0]["content"] == SYSTEM_PROMPT
+    answers = ["one", FORMAT_ERROR_TEMPLATE.format(reason="no_think", message=ep.format_errors[0]["message"]), "a\nb"]
+    for k in range(1, len(prompts)):
+        assert prompts[k] == prompts[k - 1] + [{"role": "assistant", "content": script[k - 1]},
+                                               {"role": "user", "content": answers[k - 1]}]
+
+
 def test_json_style_episode_round_trips_through_the_traj_reader(task_images, labels, tmp_path):
     from srl_agent.evaluation.trajfile import write_traj
 

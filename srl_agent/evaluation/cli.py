@@ -32,6 +32,8 @@ def eval_command(
     style: str = typer.Option("xml", "--style", help="Tool-call style the model writes: xml | json."),
     batch_size: int = typer.Option(4, "--batch-size", help="Episodes (or oracle prompts) per generate call."),
     context_steps: int = typer.Option(2, "--context-steps", help="Previous action–observation pairs in the prompt (as trained)."),
+    history: str = typer.Option("window", "--history", help="window: SRL step prompts (last --context-steps pairs); "
+                                "episode: RLVR's chat of the whole episode (for a policy trained with RLVR)."),
     observation_tokens: int = typer.Option(1024, "--observation-tokens", help="Budget per observation in the prompt (as trained)."),
     issue_tokens: int = typer.Option(4096, "--issue-tokens", help="Budget of the issue in the prompt (as trained)."),
     exact_budgets: bool = typer.Option(False, "--exact-budgets", help="Count the budgets in the model's own tokens "
@@ -58,7 +60,7 @@ def eval_command(
     ids = [i for item in instances or [] for i in item.split(",") if i]
     try:
         config = AgentConfig(step_limit=step_limit, format_error_limit=format_error_limit, max_new_tokens=max_new_tokens,
-                             temperature=temperature, seed=seed, style=style, batch_size=batch_size,
+                             temperature=temperature, seed=seed, style=style, batch_size=batch_size, history=history,
                              prompt=StepConfig(context_steps=context_steps, observation_tokens=observation_tokens,
                                                issue_tokens=issue_tokens))
     except ValueError as e:

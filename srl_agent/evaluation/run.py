@@ -28,26 +28,6 @@ def model_label(model: str | None) -> str:
     return path.resolve().name if path.exists() else str(model)
 
 
-def _ensure_images(rows: list[dict[str, Any]], bundled: bool, client: Any) -> None:
-    """Build the bundled tasks' images that this engine lacks; published images are the user's to pull
-    (no network is assumed: a missing one stops the run before any model work)."""
-    import docker
-
-    missing = []
-    for row in rows:
-        try:
-            client.images.get(row["image"])
-        except docker.errors.ImageNotFound:
-            missing.append(row["instance_id"])
-    if missing and bundled:
-        from ..images import build_images
-
-        build_images(missing, client=client, progress=False)
-    elif missing:
-        images = ", ".join(r["image"] for r in rows if r["instance_id"] in missing)
-        raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")
-
-
 def policy_tokenizer(policy: Any) -> Any:
     """The tokenizer a local policy generates with (transformers: ``tokenizer``; vLLM: the engine's), else None."""
     tokenizer = getattr(policy, "tokenizer", None)
@@ -163,7 +143,9 @@ def run_eval(
                 from ..policy import make_policy
 
                 policy = make_policy(model, backend=backend, base_url=base_url)
-            _ensure_images(rows, dataset is None or Path(dataset).resolve() == BUNDLED, client)
+            from ..images import ensure_images
+
+            ensure_images(rows, client, bundled=dataset is None or Path(dataset).resolve() == BUNDLED)
             make = _agent_predictions if mode == "agent" else _oracle_predictions
             preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets)
             write_predictions(preds, out / "predictions.jsonl")

@@ -80,7 +80,7 @@ def run_pipeline(
         last = out / "rlvr"
     if pipe.get("eval", True) is not False:
         say("evaluation (agent mode, official harness)")
-        stages["eval"] = _evaluate(last, out / "eval", recipe, pipe.get("tasks"))
+        stages["eval"] = _evaluate(last, out / "eval", recipe, pipe.get("tasks"), after_rlvr="rlvr" in stages)
     before, after = stages["heldout_before"], stages["heldout_after"]
     ds = stages["srl"].get("dynamic_sampling") or {}
     summary = {
@@ -120,8 +120,9 @@ def _rlvr_figures(log: Path | None) -> dict[str, Any]:
             "rlvr_tool_calls": sum(len(e.get("steps") or ()) for e in episodes)}
 
 
-def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | None) -> dict[str, Any]:
-    """Agent mode on the evaluation tasks, with the prompt settings the policy was trained with."""
+def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | None, after_rlvr: bool) -> dict[str, Any]:
+    """Agent mode on the evaluation tasks, prompted as the last stage trained the policy: RLVR's episode
+    chat after RLVR, else the SRL step prompts."""
     from ..agent import AgentConfig
     from ..evaluation import run_eval
     from ..steps import StepConfig
@@ -129,9 +130,14 @@ def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | N
     pipe = recipe.get("pipeline") or {}
     settings = dict(pipe.get("eval") or {})
     ids = settings.pop("tasks", None) or (recipe.get("rlvr") or {}).get("tasks") or None
-    config = AgentConfig(prompt=StepConfig(**(pipe.get("prepare") or {})), **settings)
+    settings.setdefault("history", "episode" if after_rlvr else "window")
+    prompt = StepConfig(**(pipe.get("prepare") or {}))
+    if after_rlvr:  # RLVR's prompt budgets, as its episodes used them
+        prompt = StepConfig(**{**(pipe.get("prepare") or {}),
+                               **(((recipe.get("rlvr") or {}).get("rollout") or {}).get("prompt") or {})})
+    config = AgentConfig(prompt=prompt, **settings)
     summary = run_eval(model=str(model_dir), dataset=tasks, mode="agent", output_dir=out, instance_ids=ids,
-                       agent_config=config)
+                       agent_config=config, exact_budgets=True)  # token budgets, as prepare counted them
     return {k: v for k, v in summary.items() if k != "instances"} | {"instances": [
         {k: i.get(k) for k in ("instance_id", "resolved", "exit_status", "steps", "format_errors")}
         for i in summary.get("instances", [])]}
