@@ -19,6 +19,7 @@ from .sandbox import Sandbox
 from .schema import ToolCall
 
 NO_OUTPUT = "Your command ran successfully and did not produce any output."
+SYNTAX_ERROR = "Your bash command has a syntax error and was not run. `bash -n` says:\n{errors}"
 TIMEOUT_NOTE = ("The command '{command}' was cancelled because it took more than {timeout:g} seconds. "
                 "Please try a different command that completes more quickly.")
 SNIPPET_LINES = 4  # context lines around an edit in the confirmation snippet
@@ -55,6 +56,11 @@ class Tools:
 
     # ------------------------------------------------------------------ bash / submit / dispatch
     def bash(self, command: str) -> str:
+        # Parsed first, as SWE-agent does: a command that cannot parse (an unbalanced quote) would
+        # otherwise take the session's end-of-command marker into its error message.
+        check = self.sandbox.run(f"bash -n -c {shlex.quote(command)}", timeout=self.timeout)
+        if check.exit_code != 0 and not check.timed_out:
+            return SYNTAX_ERROR.format(errors=check.output.strip())
         result = self.sandbox.run(command, timeout=self.timeout)
         output = result.output.strip()
         if result.timed_out:

@@ -226,6 +226,15 @@ def test_bash_observations(sandbox):
     assert tools.bash("echo after") == "after"
 
 
+def test_a_command_that_cannot_parse_is_not_run(sandbox):
+    tools = Tools(sandbox, timeout=5)
+    out = tools.bash("touch /testbed/ran.txt; grep -n 'def x /testbed")
+    assert out.startswith("Your bash command has a syntax error and was not run.")
+    assert "unexpected EOF" in out and "printf" not in out  # bash's message, not the session's marker
+    assert tools.bash("test -e /testbed/ran.txt && echo ran || echo not run") == "not run"
+    assert tools.bash("echo 'fine'") == "fine"
+
+
 def test_submit_returns_the_diff(tools):
     tools.str_replace_editor("str_replace", "/testbed/calc/ops.py", old_str="a * b", new_str="b * a")
     tools.bash("echo x > /testbed/extra.txt")
