@@ -389,8 +389,53 @@ def bench_episode(args) -> dict:
         out[f"{mode}_pool"] = pool.stats.to_dict() | {"start_seconds": round(pool.stats.start_seconds, 2),
                                                      "reset_seconds": round(pool.stats.reset_seconds, 2)}
     out["overhead_ratio_fresh_to_warm"] = round(out["fresh_overhead_s_mean"] / out["warm_overhead_s_mean"], 2)
+    out.update(_bench_side_by_side(rows, args.rounds))
     out["target_warm_overhead_s"] = 1.0
     return out
+
+
+def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
+    """The same gold-patch episodes through ``run_episodes`` (tokens, tools, grading), all tasks side by side
+    (their sandbox work in threads) vs one at a time (the baseline), warm pools primed by one round."""
+    import time
+
+    from transformers import AutoTokenizer
+
+    from srl_agent.actions import render
+    from srl_agent.models import resolve_model
+    from srl_agent.prompts import SYSTEM_PROMPT
+    from srl_agent.rlvr import SandboxPool
+    from srl_agent.rlvr.rollout import ConversationTokens, RolloutConfig, run_episodes
+    from srl_agent.schema import ToolCall
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
+    tokens = ConversationTokens(tokenizer, SYSTEM_PROMPT)
+    fixes = {r["problem_statement"].strip()[:60]: render(ToolCall("bash", {
+        "command": f"cd /testbed && git apply - <<'EOF_GOLD'\n{r['patch']}EOF_GOLD"})) for r in rows}
+    submit = render(ToolCall("submit", {}))
+
+    def generate(batch, max_new_tokens):  # turn 1 applies the task's gold patch, turn 2 submits
+        out = []
+        for ids in batch:
+            text = tokenizer.decode(ids)
+            action = submit if "<function=bash>" in text else next(v for k, v in fixes.items() if k in text)
+            out.append(tokenizer(f"<think>Next.</think>\n{action}", add_special_tokens=False)["input_ids"]
+                       + sorted(tokens.stop_ids)[:1])
+        return out
+
+    times = {}
+    for label, size in (("one_at_a_time", 1), ("side_by_side", len(rows))):
+        with SandboxPool(size) as pool:
+            run_episodes(rows, generate, tokens, pool, RolloutConfig())  # primes the pool
+            start = time.perf_counter()
+            for _ in range(rounds):
+                runs = run_episodes(rows, generate, tokens, pool, RolloutConfig())
+                if any(r.reward != 1.0 for r in runs):
+                    raise SystemExit(f"a gold episode did not resolve: {[r.record['status'] for r in runs]}")
+            times[label] = (time.perf_counter() - start) / (rounds * len(rows))
+    return {"rollout_episode_s_one_at_a_time": round(times["one_at_a_time"], 3),
+            "rollout_episode_s_side_by_side": round(times["side_by_side"], 3),
+            "rollout_side_by_side_speedup": round(times["one_at_a_time"] / times["side_by_side"], 2)}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ than stopped by it. ``SWEEnvironment`` keeps the ``environment_factory`` shape a
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -150,32 +151,40 @@ def run_episodes(rows: list[dict[str, Any]], generate: Generator, tokens: Conver
 
 
 def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
+    """The batch's episodes side by side: one generate call per turn for all of them; their sandboxes
+    (reset, commands, grading) in threads, since that is waiting on the engine. Tokenizing stays here."""
     envs = [SWEEnvironment(pool, config.episode,
                            issue_turn=lambda text: _issue(text, config, truncate)) for _ in rows]
     runs: list[Rollout] = []
+    workers = ThreadPoolExecutor(max_workers=len(rows), thread_name_prefix="srl-agent-episode")
     try:
-        for row, env in zip(rows, envs, strict=True):
-            runs.append(Rollout(prompt_ids=tokens.prompt(env.reset(**row))))
+        issues = list(workers.map(lambda env, row: env.reset(**row), envs, rows))
+        runs = [Rollout(prompt_ids=tokens.prompt(issue)) for issue in issues]
         active = [i for i, env in enumerate(envs) if not env.done]
         while active:
             new = generate([runs[i].prompt_ids + runs[i].completion_ids for i in active], config.max_new_tokens)
-            still = []
+            calls: dict[int, Any] = {}
+            observations: dict[int, str] = {}
             for i, ids in zip(active, new, strict=True):
-                run, env = runs[i], envs[i]
+                run = runs[i]
                 run.completion_ids += ids
                 run.env_mask += [1] * len(ids)
                 run.turns += 1
                 try:
-                    call = parse_completion(tokens.decode(ids), config.style).call
-                    observation = env.execute(call)
+                    calls[i] = parse_completion(tokens.decode(ids), config.style).call
                 except FormatError as e:
-                    env.note_format_error(e.reason)
-                    observation = FORMAT_ERROR_TEMPLATE.format(reason=e.reason, message=e.message)
+                    envs[i].note_format_error(e.reason)
+                    observations[i] = FORMAT_ERROR_TEMPLATE.format(reason=e.reason, message=e.message)
+            ran = workers.map(lambda env, call: env.execute(call), [envs[i] for i in calls], calls.values())
+            observations.update(zip(calls, ran, strict=True))
+            still = []
+            for i, ids in zip(active, new, strict=True):
+                run, env = runs[i], envs[i]
                 if run.turns >= config.episode.step_limit:  # malformed turns count too
                     env.stop(STEP_LIMIT)
                 if env.done:
                     continue
-                answer = tokens.environment(truncate(observation, config.prompt.observation_tokens),
+                answer = tokens.environment(truncate(observations[i], config.prompt.observation_tokens),
                                             bool(ids) and ids[-1] in tokens.stop_ids)
                 if len(run.completion_ids) + len(answer) + config.max_new_tokens > config.max_episode_tokens:
                     env.stop(LENGTH)  # no room for another turn: the episode ends here and is graded
@@ -184,11 +193,12 @@ def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
                 run.env_mask += [0] * len(answer)
                 still.append(i)
             active = still
-        for run, env in zip(runs, envs, strict=False):
-            run.record = env.finish()
-            run.reward = float(run.record["reward"])
-            run.record.update(turns=run.turns, completion=tokens.decode(run.completion_ids))
+        for run, record in zip(runs, workers.map(lambda env: env.finish(), envs), strict=True):
+            run.record = record
+            run.reward = float(record["reward"])
+            record.update(turns=run.turns, completion=tokens.decode(run.completion_ids))
     finally:
+        workers.shutdown(wait=True)
         for env in envs:  # ungraded episodes (an error above) give their sandboxes back as broken
             env.close()
     return runs
