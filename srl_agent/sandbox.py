@@ -174,6 +174,11 @@ class Sandbox:
         clip = Clip(self.config.output_limit)
         try:
             session.send(session.command_line(command))
+        except ShellExited:  # the session was gone before the command reached it: a new one runs it
+            self._restart_session(kill=False)
+            session = self._require_session()
+            session.send(session.command_line(command))
+        try:
             end = session.read_end(time.monotonic() + timeout, clip)
             if end is None:
                 self._reap(spare=session.pid)

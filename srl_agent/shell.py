@@ -92,13 +92,16 @@ class _Channel:
         self.api = api
         self.exec_id = api.exec_create(container_id, argv, stdin=True, stdout=True, stderr=True, tty=False,
                                        environment=env)["Id"]
-        raw = api.exec_start(self.exec_id, socket=True)
-        self.sock = getattr(raw, "_sock", raw)  # the SDK wraps the hijacked socket in a SocketIO
+        # The SDK wraps the hijacked socket in a SocketIO that holds the HTTP response; keep it: when the
+        # response is collected (at any later garbage collection) urllib3 closes its connection, which
+        # is this very socket.
+        self._raw = api.exec_start(self.exec_id, socket=True)
+        self.sock = getattr(self._raw, "_sock", self._raw)
         self._buf = bytearray()
 
     def send(self, data: bytes) -> None:
-        self.sock.settimeout(60)
         try:
+            self.sock.settimeout(60)
             self.sock.sendall(data)
         except OSError as e:
             raise ShellExited from e
@@ -119,8 +122,8 @@ class _Channel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return b""
-            self.sock.settimeout(remaining)
             try:
+                self.sock.settimeout(remaining)
                 data = self.sock.recv(1 << 16)
             except TimeoutError:
                 return b""
@@ -139,10 +142,11 @@ class _Channel:
         return -1
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        for part in (self.sock, self._raw):
+            try:
+                part.close()
+            except OSError:
+                pass
 
 
 _ANSI_C = {i: f"\\x{i:02x}" for i in range(32)} | {0x7F: "\\x7f", ord("\\"): "\\\\", ord("'"): "\\'"}

@@ -116,6 +116,14 @@ def test_exit_restarts_the_session_in_the_same_cwd(sb):
     assert ok(sb, "pwd") == "/tmp\n"
 
 
+def test_a_session_whose_socket_closed_is_replaced_and_runs_the_command(sb):
+    """A hijacked exec socket can be closed under the session (the engine, a collected HTTP response):
+    the command still runs, in a new session in the same cwd."""
+    ok(sb, "cd /testbed/calc")
+    sb._session.channel.sock.close()
+    assert ok(sb, "echo still; pwd") == "still\n/testbed/calc\n"
+
+
 # ---------------------------------------------------------------- timeouts and containment
 def test_sleep_times_out_and_the_session_goes_on(sb):
     ok(sb, "cd /testbed/calc && export KEPT=yes")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,7 @@ class _Episode:
     format_errors: int = 0
     ready_seconds: float = 0.0
     record: dict[str, Any] | None = None  # set once graded
+    traceback: str | None = None  # where a crash happened
 
 
 class SWEEnvironment:
@@ -186,6 +188,7 @@ class SWEEnvironment:
             observation = self._tools.execute(ToolCall(name, arguments))
         except Exception as e:  # the sandbox broke under the command
             self._fail(ERROR, f"{name}: {type(e).__name__}: {e}")
+            ep.traceback = traceback.format_exc(limit=-8)
             return EPISODE_OVER.format(status=ep.status)
         ep.steps.append({"tool": name, "arguments": arguments, "observation": observation,
                          "seconds": round(time.monotonic() - start, 3)})
@@ -214,6 +217,8 @@ class SWEEnvironment:
         record: dict[str, Any] = {"kind": "rlvr", "instance_id": ep.row.get("instance_id"), "reward": 0.0,
                                   "exit_status": exit_status, "steps": ep.steps, "format_errors": ep.format_errors,
                                   "patch": "", "edited_test_files": [], "error": ep.error}
+        if ep.traceback:
+            record["traceback"] = ep.traceback
         episode_seconds = time.monotonic() - ep.started - ep.ready_seconds
         grading = 0.0
         broken = ep.status in (ERROR, TIMEOUT)
