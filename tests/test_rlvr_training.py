@@ -149,3 +149,20 @@ def test_train_rlvr_on_two_tasks_with_the_warmed_tiny_model(images, warm_tiny_mo
     episodes = json.loads(done.stdout.strip().splitlines()[-1])["episodes"]
     assert [(e["kind"], e["episodes"], e["resolved"]) for e in episodes] == \
         [("rlvr", 8, sum(r["status"] == "resolved" for r in records))]
+
+
+def test_an_interrupted_rlvr_run_resumes_from_its_checkpoint(images, tmp_path):
+    """1 step with a checkpoint, then --resume up to 2 steps: the log holds each step's episodes once."""
+    out = tmp_path / "rlvr"
+    base = [sys.executable, "-m", "srl_agent.cli", "train", "rlvr", "--output-dir", str(out), "--recipe", "tiny",
+            "--set", "rlvr.rollout.max_new_tokens=8", "--set", "rlvr.rollout.episode.step_limit=1",
+            "--save-steps", "1", "--json"]
+    first = subprocess.run([*base, "--max-steps", "1"], capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (out / "checkpoint-1").is_dir()
+    second = subprocess.run([*base, "--max-steps", "2", "--resume"], capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    assert summary["resumed_from"] == str(out / "checkpoint-1") and summary["steps"] == 2
+    steps = [json.loads(line)["global_step"] for line in (out / "rewards.jsonl").read_text().splitlines()]
+    assert sorted(steps) == [0] * 4 + [1] * 4
