@@ -134,7 +134,7 @@ class SWEEnvironment:
         if self._ep is not None and self._ep.status == RUNNING:
             self._ep.status = status
 
-    def note_format_error(self, reason: str) -> None:
+    def note_format_error(self) -> None:
         """The policy's turn broke the format (counted in the record; no tool ran)."""
         if self._ep is not None:
             self._ep.format_errors += 1
@@ -256,7 +256,6 @@ class SWEEnvironment:
             result = sandbox.run(f"cd {shlex.quote(sandbox.config.workdir)} && {restore}", timeout=120)
             if result.exit_code != 0:
                 raise RuntimeError(f"restoring test files failed: {result.output.strip()[-500:]}")
-            sandbox.fresh_session()
         report = evaluate_in(sandbox, row, timeout=self.config.eval_timeout)
         resolved = bool(report["resolved"])
         status = "resolved" if resolved else ("empty_patch" if not patch.strip() else "unresolved")

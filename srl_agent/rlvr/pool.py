@@ -39,8 +39,9 @@ class PoolStats:
         return dict(self.__dict__)
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str | None]:
-    return row["image"], row.get("base_commit") or None
+def _key(image: str, base_commit: str | None) -> tuple[str, str | None]:
+    """Sandboxes are interchangeable when they have the same image and base commit."""
+    return image, base_commit or None
 
 
 class SandboxPool:
@@ -69,7 +70,7 @@ class SandboxPool:
         self._closed = False
 
     def acquire(self, row: dict[str, Any]) -> Sandbox:
-        key, evict, reuse = _key(row), None, None
+        key, evict, reuse = _key(row["image"], row.get("base_commit")), None, None
         deadline = None if self.wait_seconds is None else time.monotonic() + self.wait_seconds
         with self._cond:
             while True:
@@ -125,7 +126,7 @@ class SandboxPool:
             self._free_slot()
             return
         with self._cond:
-            self._idle[(sandbox.config.image, sandbox.config.base_commit)].append(sandbox)
+            self._idle[_key(sandbox.config.image, sandbox.config.base_commit)].append(sandbox)
             self._cond.notify()
 
     def _remove(self, sandbox: Sandbox) -> None:

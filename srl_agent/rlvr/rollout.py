@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..prompts import FORMAT_ERROR_TEMPLATE
 from ..rewards.completion import FormatError, parse_completion
-from ..steps import StepConfig, Truncator
+from ..steps import StepConfig, Truncator, issue_turn
 from .environment import LENGTH, STEP_LIMIT, EpisodeConfig, SWEEnvironment
 from .pool import SandboxPool
 
@@ -64,6 +64,13 @@ class ConversationTokens:
         text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
         # What the template puts between the end of an assistant turn and the start of the next one.
         self._before, self._after = text[text.index(self._TURN) + len(self._TURN):].split(self._OBS)
+        # The same after a turn that ended with a stop token, whose text the template would write again.
+        self._before_ended = self._before
+        for stop in self.stop_ids:
+            stop_text = tokenizer.decode([stop])
+            if stop_text and self._before.startswith(stop_text):
+                self._before_ended = self._before[len(stop_text):]
+                break
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -73,16 +80,8 @@ class ConversationTokens:
         return self.encode(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
     def environment(self, observation: str, turn_ended: bool) -> list[int]:
-        """The tokens after a model turn up to the next one; ``turn_ended``: the turn ended with a stop token,
-        whose text the template would otherwise write again."""
-        before = self._before
-        if turn_ended:
-            for stop in self.stop_ids:
-                text = self.tokenizer.decode([stop])
-                if text and before.startswith(text):
-                    before = before[len(text):]
-                    break
-        return self.encode(before + observation + self._after)
+        """The tokens after a model turn up to the next one; ``turn_ended``: the turn ended with a stop token."""
+        return self.encode((self._before_ended if turn_ended else self._before) + observation + self._after)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -153,8 +152,8 @@ def run_episodes(rows: list[dict[str, Any]], generate: Generator, tokens: Conver
 def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
     """The batch's episodes side by side: one generate call per turn for all of them; their sandboxes
     (reset, commands, grading) in threads, since that is waiting on the engine. Tokenizing stays here."""
-    envs = [SWEEnvironment(pool, config.episode,
-                           issue_turn=lambda text: _issue(text, config, truncate)) for _ in rows]
+    envs = [SWEEnvironment(pool, config.episode, issue_turn=lambda text: issue_turn(text, config.prompt, truncate))
+            for _ in rows]
     runs: list[Rollout] = []
     workers = ThreadPoolExecutor(max_workers=len(rows), thread_name_prefix="srl-agent-episode")
     try:
@@ -173,7 +172,7 @@ def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
                 try:
                     calls[i] = parse_completion(tokens.decode(ids), config.style).call
                 except FormatError as e:
-                    envs[i].note_format_error(e.reason)
+                    envs[i].note_format_error()
                     observations[i] = FORMAT_ERROR_TEMPLATE.format(reason=e.reason, message=e.message)
             ran = workers.map(lambda env, call: env.execute(call), [envs[i] for i in calls], calls.values())
             observations.update(zip(calls, ran, strict=True))
@@ -202,9 +201,3 @@ def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
         for env in envs:  # ungraded episodes (an error above) give their sandboxes back as broken
             env.close()
     return runs
-
-
-def _issue(text: str, config: RolloutConfig, truncate: Any) -> str:
-    from ..steps import issue_turn
-
-    return issue_turn(text, config.prompt, truncate)

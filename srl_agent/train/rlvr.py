@@ -151,7 +151,8 @@ def train_rlvr(
     # Sampling settings default to the stage's GRPO ones, so one temperature governs the stage.
     cfg = RolloutConfig.from_dict({"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k or 0,
                                    **(rlvr.get("rollout") or {})})
-    # The prompt column shows the first turn (the trainer's rollout builds every turn itself).
+    # The prompt column shows the first turn, issue untruncated (the rollout builds every turn itself, with
+    # the issue cut to its token budget).
     dataset = Dataset.from_list([
         {"instance_id": r["instance_id"],
          "prompt": [{"role": "system", "content": cfg.prompt.system_prompt},
