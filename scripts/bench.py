@@ -347,15 +347,16 @@ def bench_train(args) -> dict:
 
 
 def bench_episode(args) -> dict:
-    """RLVR episode overhead: everything an episode costs beyond the agent's own commands and the tests' own
-    run (sandbox ready, reset, restoring test files, grading, giving the container back), with the warm pool
-    vs a fresh container per episode (the baseline, same run). Each episode applies the task's gold patch
-    with one bash command and submits, so every episode is graded on a full test run."""
+    """Episode overhead: everything an episode costs beyond the agent's own commands and the tests' own run
+    (sandbox ready, reset, the diff, the pristine grading container, the pool's hygiene check, giving the
+    container back), with the warm pool vs a fresh container per episode (the baseline, same run). Each
+    episode applies the task's gold patch with one bash command and submits, so every episode is graded
+    on a full test run in a pristine container."""
     import statistics
     import time
 
     sys.path.insert(0, str(ROOT))
-    from srl_agent.rlvr import SandboxPool, SWEEnvironment
+    from srl_agent.engine import SandboxPool, SWEEnvironment
     from srl_agent.tasks import load_dataset
 
     rows = load_dataset()[: args.tasks]
@@ -395,7 +396,7 @@ def bench_episode(args) -> dict:
 
 
 def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
-    """The same gold-patch episodes through ``run_episodes`` (tokens, tools, grading), all tasks side by side
+    """The same gold-patch episodes through ``run_rollouts`` (tokens, tools, grading), all tasks side by side
     (their sandbox work in threads) vs one at a time (the baseline), warm pools primed by one round."""
     import time
 
@@ -404,8 +405,8 @@ def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
     from srl_agent.actions import render
     from srl_agent.models import resolve_model
     from srl_agent.prompts import SYSTEM_PROMPT
-    from srl_agent.rlvr import SandboxPool
-    from srl_agent.rlvr.rollout import ConversationTokens, RolloutConfig, run_episodes
+    from srl_agent.engine import SandboxPool
+    from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
     from srl_agent.schema import ToolCall
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
@@ -426,10 +427,10 @@ def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
     times = {}
     for label, size in (("one_at_a_time", 1), ("side_by_side", len(rows))):
         with SandboxPool(size) as pool:
-            run_episodes(rows, generate, tokens, pool, RolloutConfig())  # primes the pool
+            run_rollouts(rows, generate, tokens, pool, RolloutConfig())  # primes the pool
             start = time.perf_counter()
             for _ in range(rounds):
-                runs = run_episodes(rows, generate, tokens, pool, RolloutConfig())
+                runs = run_rollouts(rows, generate, tokens, pool, RolloutConfig())
                 if any(r.reward != 1.0 for r in runs):
                     raise SystemExit(f"a gold episode did not resolve: {[r.record['status'] for r in runs]}")
             times[label] = (time.perf_counter() - start) / (rounds * len(rows))

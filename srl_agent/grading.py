@@ -1,11 +1,13 @@
-"""Grade test output with swebench's own functions, and run one patch's evaluation in a throwaway container.
+"""Grade test output with swebench's own functions, and run one patch's evaluation in a pristine container.
 
 ``grade`` and ``status_map`` are pure: a task row (swebench 5: ``image``, ``eval_script``,
 ``log_parser``, ``eval_type``, FAIL_TO_PASS, PASS_TO_PASS, ...) plus the eval script's output in,
 a verdict out. They go through ``swebench.harness.utils.make_test_spec`` and
 ``swebench.harness.grading``, so the start/end markers and the recorded test exit code guard us
-exactly as they guard the official harness. ``evaluate`` is the small Docker helper: container
-from the task image, networking off, labelled ``srl-agent=1``, always removed.
+exactly as they guard the official harness. ``evaluate`` is the Docker side, and the only place the
+project runs a task's tests: a new container from the task image that no policy touched, the patch
+applied, networking off, labelled ``srl-agent=1``, always removed. With ``restore_test_files`` the
+patch's test-infrastructure edits are left out first (``engine.integrity``).
 """
 
 from __future__ import annotations
@@ -129,22 +131,53 @@ def _archive(folder: str, files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def run_eval(
+def _remove(container: Any) -> None:
+    import docker
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as e:  # 409: a concurrent `gc` is removing it already
+        if e.status_code != 409:
+            raise
+
+
+def _read_created(container: Any, path: str) -> str | None:
+    """A file's text from a container that has not started (the image's own content), else None."""
+    import docker
+
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        data = tar.extractfile(member) if member is not None and member.isfile() else None
+        return data.read().decode("utf-8", "replace") if data is not None else None
+
+
+def run_eval_script(
     task_row: Any,
     patch: str = "",
     *,
     client: Any = None,
     timeout: float = 600,
     labels: dict[str, str] | None = None,
-) -> str:
-    """Apply ``patch`` (empty: none) to /testbed in a fresh container and run the task's eval script.
+    restore_test_files: bool = False,
+) -> tuple[str, list[str], float]:
+    """Apply ``patch`` (empty: none) to /testbed in a pristine container of the task image and run the
+    task's eval script: ``(log, restored test files, seconds the script ran)``.
 
-    Returns the combined output, as the official harness records it. The container has no network,
-    no capabilities, bounded pids and memory, carries ``srl-agent=1`` (plus ``labels``) and is
+    The container is new, so nothing an agent did anywhere but in its patch reaches the tests. It has no
+    network, no capabilities, bounded pids and memory, carries ``srl-agent=1`` (plus ``labels``) and is
     removed whatever happens. Past ``timeout`` seconds it is killed and the log says so.
+    ``restore_test_files``: the patch's test-infrastructure files (``engine.integrity``) are left out,
+    so they stay as the base commit has them; the base texts are read from the container before it starts.
     """
     import docker
 
+    from .engine.integrity import test_infrastructure, without_files
     from .sandbox import container_labels
 
     spec = _spec(task_row)
@@ -163,8 +196,14 @@ def run_eval(
             pids_limit=512,
             mem_limit="2g",
         )
+        restored: list[str] = []
+        if restore_test_files and patch.strip():
+            restored = test_infrastructure(patch, _row(task_row),
+                                           lambda path: _read_created(container, f"/testbed/{path}"))
+            patch = without_files(patch, restored)
         files = {"run.sh": _RUNNER, "eval.sh": spec.eval_script, "patch.diff": patch or ""}
         container.put_archive("/", _archive(_WORK.lstrip("/"), files))
+        started = time.monotonic()
         container.start()
         try:
             container.wait(timeout=timeout)
@@ -173,43 +212,55 @@ def run_eval(
             timed_out = True
             with contextlib.suppress(docker.errors.APIError):  # it may have exited meanwhile
                 container.kill()
+        ran = time.monotonic() - started
         log = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         if timed_out:
             log += f"\n>>>>> Tests Timed Out after {timeout:g} s\n"
-        return log
+        return log, restored, ran
     finally:
         if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:  # 409: a concurrent `gc` is removing it already
-                if e.status_code != 409:
-                    raise
+            _remove(container)
         if own:
             client.close()
 
 
 def evaluate(task_row: Any, patch: str = "", **kwargs: Any) -> dict[str, Any]:
-    """``run_eval`` then ``grade``: the whole evaluation of one patch; the log comes back as ``log``."""
+    """The whole evaluation of one patch in a pristine container (``run_eval_script``, then ``grade``): the
+    verdict plus ``log``, ``edited_test_files`` (restored, with ``restore_test_files=True``), ``seconds``
+    and ``script_seconds``."""
     started = time.monotonic()
-    log = run_eval(task_row, patch, **kwargs)
-    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2), "log": log}
+    log, restored, ran = run_eval_script(task_row, patch, **kwargs)
+    return {**grade(task_row, log), "edited_test_files": restored, "seconds": round(time.monotonic() - started, 2),
+            "script_seconds": round(ran, 3), "log": log}
 
 
-def evaluate_in(sandbox: Any, task_row: Any, timeout: float = 600) -> dict[str, Any]:
-    """Grade the work tree of a running Sandbox as it stands (no patch to apply): the task's eval script
-    (with swebench's exit-code recording) runs in the container, its log goes to a file so no output
-    limit clips it, and ``grade`` reads it. The eval script resets test files before running them."""
-    started = time.monotonic()
-    spec = _spec(task_row)
-    script, log_path = "/tmp/srl-agent-eval.sh", "/tmp/srl-agent-eval.log"
-    sandbox.write_file(script, spec.eval_script)
-    run_start = time.monotonic()
-    result = sandbox.run(f"bash {script} > {log_path} 2>&1", timeout=timeout)
-    script_seconds = time.monotonic() - run_start
-    log = sandbox.read_file(log_path)
-    if result.timed_out:
-        log += f"\n>>>>> Tests Timed Out after {timeout:g} s\n"
-    return {**grade(task_row, log), "seconds": round(time.monotonic() - started, 2),
-            "script_seconds": round(script_seconds, 3), "log": log}
+def test_infrastructure_edits(task_row: Any, patch: str, *, client: Any = None,
+                              labels: dict[str, str] | None = None) -> list[str]:
+    """The test-infrastructure files ``patch`` edits (``engine.integrity``), for a patch graded elsewhere
+    (the official harness). The base texts the pytest-section check needs are read from a container of
+    the task image that is created, never started, and only when the patch touches setup.cfg or
+    pyproject.toml."""
+    import docker
+
+    from .engine.integrity import test_infrastructure
+    from .sandbox import container_labels
+
+    row = _row(task_row)
+    made: list[Any] = []
+    own = client is None
+
+    def base_text(path: str) -> str | None:
+        nonlocal client
+        if not made:
+            client = client or docker.from_env()
+            made.append(client.containers.create(row["image"], ["true"], labels=container_labels(labels),
+                                                 network_disabled=True, network_mode="none"))
+        return _read_created(made[0], f"/testbed/{path}")
+
+    try:
+        return test_infrastructure(patch, row, base_text)
+    finally:
+        for container in made:
+            _remove(container)
+        if own and client is not None:
+            client.close()

@@ -1,11 +1,11 @@
-"""Replay expert trajectories in their tasks' sandboxes.
+"""Replay expert trajectories in their tasks' sandboxes: the episode engine driven by a script.
 
-Each action of a bundled trajectory runs again through the tools in a fresh sandbox of its task.
-Per step we compare the regenerated observation with the recorded one and, before every editor call
-that changes a file, record the file's content (the patch-similarity reward applies both the
-candidate's and the expert's edit to it). At the end the work tree is graded with swebench's
-functions on the task's eval script. ``record=True`` writes the fresh observations and the snapshots
-back into the trajectory file.
+Each action of a bundled trajectory runs again through the tools in a fresh sandbox of its task
+(``engine.run_episodes`` with ``ScriptedDriver``). Per step we compare the regenerated observation
+with the recorded one and, before every editor call that changes a file, record the file's content
+(the patch-similarity reward applies both the candidate's and the expert's edit to it). The episode's
+patch is graded as every episode is, in a pristine container of the task image. ``record=True``
+writes the fresh observations and the snapshots back into the trajectory file.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from typing import Any
 from rapidfuzz.distance import Indel
 
 from .actions import render
-from .grading import evaluate_in
+from .engine import RESOLVED, EpisodeConfig, EpisodeRecord, SandboxEnvironment, SandboxPool, run_episodes
 from .prompts import EXPERT_TASK_TEMPLATE, SYSTEM_PROMPT
 from .readers import read_file
 from .schema import ToolCall, Trajectory
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAJECTORY_DIR = ROOT / "trajectories"
-EDITS = ("create", "str_replace", "insert", "undo_edit")
 
 
 @dataclass
@@ -97,47 +96,61 @@ def trajectory_path(instance_id: str, folder: Path = TRAJECTORY_DIR) -> Path:
     return folder / f"{instance_id}.jsonl"
 
 
+class ScriptedDriver:
+    """The engine's driver for recorded trajectories: each episode plays its script's calls in order, then
+    stops (a script that ends without ``submit`` is still graded on its work tree)."""
+
+    def __init__(self, scripts: dict[str, list[ToolCall]]):
+        self.scripts = scripts
+
+    def act(self, episodes: list[EpisodeRecord]) -> list[ToolCall | None]:
+        out: list[ToolCall | None] = []
+        for ep in episodes:
+            script = self.scripts[ep.instance_id]
+            out.append(script[len(ep.steps)] if len(ep.steps) < len(script) else None)
+        return out
+
+
+def report_of(traj: Trajectory, episode: EpisodeRecord) -> ReplayReport:
+    """Replay's view of an episode: each step's observation against the recorded one, and the grade."""
+    report = ReplayReport(episode.instance_id, traj.source)
+    for k, (step, done) in enumerate(zip(traj.steps, episode.steps, strict=False)):
+        match = None
+        if step.observation is not None and step.observation.strip():
+            match = Indel.normalized_similarity(_normalise(step.observation), _normalise(done.observation))
+        report.steps.append(StepReplay(k, done.call.name, _summary(done.call), match, done.snapshot_taken))
+    report.diff = episode.patch
+    report.grade = {**episode.grade, "outcome": episode.outcome, "exit_status": episode.exit_status,
+                    "edited_test_files": episode.edited_test_files, "error": episode.error}
+    report.resolved = episode.outcome == RESOLVED
+    return report
+
+
 def replay(
-    traj: Trajectory,
-    task_row: dict[str, Any],
+    trajectories: list[Trajectory],
+    task_rows: list[dict[str, Any]],
     *,
     client: Any = None,
     timeout: float = 120,
-) -> tuple[ReplayReport, list[str], dict[int, str | None]]:
-    """Run ``traj``'s actions in a fresh sandbox of ``task_row``; grade the result.
-
-    Returns the report, the regenerated observations and the snapshots ({step index: content before
-    the edit, None when the file did not exist})."""
-    from .sandbox import Sandbox, SandboxConfig
-    from .tools import Tools
-
-    report = ReplayReport(task_row["instance_id"], traj.source)
-    observations: list[str] = []
-    snapshots: dict[int, str | None] = {}
-    config = SandboxConfig(image=task_row["image"], base_commit=task_row["base_commit"], timeout=timeout)
-    with Sandbox(config, client=client) as sandbox:
-        tools = Tools(sandbox)
-        for k, step in enumerate(traj.steps):
-            call = step.action
-            took = call.name == "str_replace_editor" and call.arguments.get("command") in EDITS
-            if took:
-                path = call.arguments.get("path", "")
-                snapshots[k] = sandbox.read_file(path) if sandbox.path_kind(path) == "file" else None
-            observation = tools.execute(call)
-            observations.append(observation)
-            match = None
-            if step.observation is not None and step.observation.strip():
-                match = Indel.normalized_similarity(_normalise(step.observation), _normalise(observation))
-            report.steps.append(StepReplay(k, call.name, _summary(call), match, took))
-        report.diff = sandbox.diff()
-        report.grade = evaluate_in(sandbox, task_row)
-        report.resolved = bool(report.grade["resolved"])
-    return report, observations, snapshots
+    batch_size: int = 2,
+    progress: Any = None,
+) -> list[tuple[ReplayReport, EpisodeRecord]]:
+    """Run each trajectory's actions in a fresh sandbox of its row (same order); each graded episode."""
+    scripts = {row["instance_id"]: [s.action for s in traj.steps] for traj, row in zip(trajectories, task_rows,
+                                                                                       strict=True)}
+    config = EpisodeConfig(step_limit=max([len(v) for v in scripts.values()] + [1]), command_timeout=timeout)
+    with SandboxPool(batch_size, warm=False, client=client, timeout=timeout) as pool:
+        episodes = run_episodes(task_rows, ScriptedDriver(scripts),
+                                lambda: SandboxEnvironment(pool, config, snapshots=True), config,
+                                batch_size=batch_size, progress=progress)
+    return [(report_of(traj, ep), ep) for traj, ep in zip(trajectories, episodes, strict=True)]
 
 
-def record(path: Path, observations: list[str], snapshots: dict[int, str | None], report: ReplayReport) -> None:
+def record(path: Path, episode: EpisodeRecord, report: ReplayReport) -> None:
     """Write regenerated observations and snapshots into a trajectory file (one SWE-smith row): each
     assistant turn is followed by exactly one ``OBSERVATION:`` user turn."""
+    observations = [s.observation for s in episode.steps]
+    snapshots = {k: s.snapshot for k, s in enumerate(episode.steps) if s.snapshot_taken}
     row = json.loads(path.read_text(encoding="utf-8"))
     messages, out, k = row["messages"], [], 0
     for m in messages:
@@ -173,14 +186,12 @@ def replay_tasks(
     if missing:
         raise FileNotFoundError(f"no trajectory for {', '.join(missing)} in {folder}")
     build_images(wanted, progress=False)
+    paths = [trajectory_path(i, folder) for i in wanted]
+    trajectories = [read_file(path)[0] for path in paths]
     reports = []
-    for n, instance_id in enumerate(wanted, 1):
-        path = trajectory_path(instance_id, folder)
-        (traj,) = read_file(path)
-        report, observations, snapshots = replay(traj, rows[instance_id])
+    for path, (report, episode) in zip(paths, replay(trajectories, [rows[i] for i in wanted], progress=progress),
+                                      strict=True):
         if record_observations:
-            record(path, observations, snapshots, report)
+            record(path, episode, report)
         reports.append(report)
-        if progress is not None:
-            progress(n, len(wanted))
     return reports

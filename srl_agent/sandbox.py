@@ -81,6 +81,9 @@ class SandboxConfig:
     """Extra container labels; ``srl-agent=1`` is always set."""
     fresh_container: bool = False
     """``reset`` replaces the container instead of resetting git state inside the warm one."""
+    scratch: tuple[str, ...] = ("/tmp", "/var/tmp")
+    """Directories an episode may write besides the work dir: ``reset`` empties them, and changes there do
+    not count in ``changes_outside``."""
 
 
 @dataclass
@@ -116,6 +119,7 @@ class Sandbox:
         self.container: Any = None
         self.base_commit: str | None = self.config.base_commit
         self._keep: list[str] = []  # untracked paths present at start; reset keeps them
+        self.episodes = 0  # episodes this container has served (a pool hands it out again)
         self._session: Shell | None = None
         self._control: Shell | None = None
 
@@ -309,7 +313,8 @@ class Sandbox:
         submit: ``git add -A && git diff --cached <base>``). Stages everything, as that does."""
         base = self._require_base()
         git = self._GIT_SH
-        script = f'{git} add -A && {git} diff --cached --no-color --no-ext-diff --no-textconv "$1"'
+        # --no-renames: a renamed file is a deletion and an addition, so each path's section stands alone.
+        script = f'{git} add -A && {git} diff --cached --no-color --no-ext-diff --no-textconv --no-renames "$1"'
         code, out, err = self._exec(["bash", "-c", script, "diff", base])
         if code != 0:
             raise RuntimeError(f"git diff in {self.config.workdir} failed ({code}): {err.strip()}")
@@ -342,9 +347,25 @@ class Sandbox:
         # git clean's -e patterns still apply under -x; escape glob characters, anchor at the top.
         keep = " ".join("-e " + shlex.quote("/" + re.sub(r"([\[\]*?\\])", r"\\\1", p)) for p in self._keep)
         git = self._GIT_SH
-        r = self.run(f"{git} reset -q --hard {shlex.quote(base)} && {git} clean -q -ffdx {keep}", timeout=600)
+        scratch = " ".join(shlex.quote(d) for d in self.config.scratch)
+        empty = f" && find {scratch} -mindepth 1 -delete 2>/dev/null; true" if scratch else ""
+        r = self.run(f"{git} reset -q --hard {shlex.quote(base)} && {git} clean -q -ffdx {keep}{empty}", timeout=600)
         if r.exit_code != 0:
             raise RuntimeError(f"reset of {self.config.workdir} failed ({r.exit_code}): {r.output.strip()}")
+
+    def changes_outside(self) -> list[str]:
+        """Paths the container's file system has changed (added, modified or deleted: the engine's
+        container-changes API) outside the work dir and the scratch dirs. Directories on the way to an
+        allowed path count as unchanged."""
+        allowed = (self.config.workdir, *self.config.scratch)
+        out = []
+        for change in self._require_container().diff() or ():
+            path = change["Path"]
+            if any(path == d or path.startswith(d.rstrip("/") + "/") or d.startswith(path.rstrip("/") + "/")
+                   for d in allowed):
+                continue
+            out.append(path)
+        return out
 
     # ------------------------------------------------------------------ helpers
     def _require_container(self) -> Any:

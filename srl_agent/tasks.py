@@ -230,7 +230,7 @@ def write_dataset(
     """
     import docker
 
-    from .grading import run_eval, status_map
+    from .grading import run_eval_script, status_map
     from .images import build_images, make_repo
 
     root = Path(root)
@@ -247,8 +247,8 @@ def write_dataset(
                 bar.update(job, description=f"validating {task.instance_id}")
                 commit, gold = make_repo(task, Path(tmp) / task.instance_id, root / ".cache")
                 row = task_row(task, commit, gold, [], root)
-                before, ok_before = status_map(row, run_eval(row, "", client=client))
-                after, ok_after = status_map(row, run_eval(row, gold, client=client))
+                before, ok_before = status_map(row, run_eval_script(row, "", client=client)[0])
+                after, ok_after = status_map(row, run_eval_script(row, gold, client=client)[0])
                 rows.append(_check(task, row, before, ok_before, after, ok_after))
                 bar.advance(job)
     finally:

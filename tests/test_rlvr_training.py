@@ -21,8 +21,8 @@ from srl_agent.actions import render
 from srl_agent.prompts import SYSTEM_PROMPT
 from srl_agent.readers import read_file
 from srl_agent.replay import trajectory_path
-from srl_agent.rlvr import SandboxPool
-from srl_agent.rlvr.rollout import ConversationTokens, RolloutConfig, run_episodes
+from srl_agent.engine import SandboxPool
+from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
 from srl_agent.steps import StepConfig, Truncator, issue_turn
 from srl_agent.tasks import load_dataset
 
@@ -81,7 +81,7 @@ def test_an_expert_episode_is_the_chat_template_token_for_token(pool, tokenizer)
     config.episode.step_limit = 50
     tokens = ConversationTokens(tokenizer, SYSTEM_PROMPT)
     truncate = Truncator(tokenizer)
-    (run,) = run_episodes([ROWS[LEAP]], Scripted(tokenizer, {LEAP: completions}), tokens, pool, config, truncate)
+    (run,) = run_rollouts([ROWS[LEAP]], Scripted(tokenizer, {LEAP: completions}), tokens, pool, config, truncate)
 
     assert run.reward == 1.0 and run.record["status"] == "resolved" and run.turns == len(completions)
     assert run.record["exit_status"] == "submitted"
@@ -102,17 +102,19 @@ def test_an_expert_episode_is_the_chat_template_token_for_token(pool, tokenizer)
     assert tokenizer.decode(masked, skip_special_tokens=True) == "".join(completions)
 
 
-def test_a_malformed_turn_is_answered_and_counts_against_the_budget(pool, tokenizer):
+def test_a_malformed_turn_is_answered_and_counts_toward_the_format_error_limit(pool, tokenizer):
+    """The engine's one budget rule, as in evaluation: malformed turns are not steps; format_error_limit of
+    them in a row end the episode."""
     submit = "<think>Done.</think>\n\n<function=submit>\n</function>"
     config = RolloutConfig(max_episode_tokens=100_000)
-    config.episode.step_limit = 2
+    config.episode.step_limit, config.episode.format_error_limit = 2, 2
     tokens = ConversationTokens(tokenizer, SYSTEM_PROMPT)
     scripts = {LEAP: ["no think block here", submit], GET_IN: ["still wrong", "<think>x</think> nothing"]}
-    runs = run_episodes([ROWS[LEAP], ROWS[GET_IN]], Scripted(tokenizer, scripts), tokens, pool, config)
+    runs = run_rollouts([ROWS[LEAP], ROWS[GET_IN]], Scripted(tokenizer, scripts), tokens, pool, config)
     leap, get_in = runs
     assert leap.record["format_errors"] == 1 and leap.record["exit_status"] == "submitted"
     assert "broke the format (no_think)" in tokenizer.decode(leap.completion_ids)
-    assert get_in.record["format_errors"] == 2 and get_in.record["exit_status"] == "step_limit"
+    assert get_in.record["format_errors"] == 2 and get_in.record["exit_status"] == "format_errors"
     assert leap.reward == get_in.reward == 0.0
     assert {leap.record["status"], get_in.record["status"]} == {"empty_patch"}
 
@@ -132,7 +134,10 @@ def test_train_rlvr_on_two_tasks_with_the_warmed_tiny_model(images, warm_tiny_mo
         sorted((s, g, k) for s in range(2) for g in range(2) for k in range(2))
     for r in records:
         assert r["kind"] == "rlvr" and r["reward"] == (1.0 if r["status"] == "resolved" else 0.0)
-        assert r["turns"] <= 3 and len(r["steps"]) + r["format_errors"] == r["turns"]
+        assert len(r["steps"]) <= 3 and len(r["steps"]) + r["format_errors"] == r["turns"]
+        # The one budget rule: 3 executed calls, or the tiny recipe's 3 malformed turns in a row, end it.
+        assert r["exit_status"] in ("submitted", "step_limit", "format_errors", "length")
+        assert (r["exit_status"] == "step_limit") == (len(r["steps"]) == 3 and r["steps"][-1]["tool"] != "submit")
         assert r["advantage"] is not None and r["seconds"]["grading"] > 0
         row = ROWS[r["instance_id"]]
         graded = r["FAIL_TO_PASS"]["success"] + r["FAIL_TO_PASS"]["failure"]

@@ -41,6 +41,8 @@ def eval_command(
     max_workers: int = typer.Option(2, "--max-workers", help="Harness workers."),
     run_id: str | None = typer.Option(None, "--run-id", help="Harness run id (default: a timestamp). The same id in the same output dir resumes: graded instances are not rerun."),
     no_score: bool = typer.Option(False, "--no-score", help="Write predictions only."),
+    strict: bool = typer.Option(False, "--strict", help="Revert each prediction's test-infrastructure edits (test files, "
+                                "conftest.py, pytest configuration, .pth, plugin entry points) before the harness grades."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Run a model on SWE-bench-style tasks (or take given predictions) and score with the official harness."""
@@ -74,7 +76,7 @@ def eval_command(
             summary = run_eval(model, dataset, mode, output_dir, backend=backend, base_url=base_url,
                                predictions=predictions, gold=gold, instance_ids=ids or None, split=split,
                                agent_config=config, exact_budgets=exact_budgets, do_score=not no_score,
-                               max_workers=max_workers, run_id=run_id,
+                               max_workers=max_workers, run_id=run_id, strict=strict,
                                progress=progress)
         except (DatasetError, ValueError) as e:
             raise typer.BadParameter(str(e)) from None

@@ -85,6 +85,21 @@ def _oracle_predictions(policy, rows, out: Path, label: str, agent_config, clien
     return preds
 
 
+def _flag_test_edits(rows: list[dict], preds: list[dict], strict: bool, client: Any, labels: Any) -> None:
+    """``edited_test_files`` on every prediction; with ``strict`` those edits are taken out of its patch."""
+    from ..engine.integrity import without_files
+    from ..grading import test_infrastructure_edits
+
+    by_id = {r["instance_id"]: r for r in rows}
+    for p in preds:
+        row, patch = by_id.get(p.get("instance_id")), p.get("model_patch") or ""
+        if row is None:
+            continue
+        p["edited_test_files"] = test_infrastructure_edits(row, patch, client=client, labels=labels)
+        if strict and p["edited_test_files"]:
+            p["model_patch"] = without_files(patch, p["edited_test_files"])
+
+
 def run_eval(
     model: str | None = None,
     dataset: str | Path | None = None,
@@ -107,6 +122,7 @@ def run_eval(
     client: Any = None,
     labels: dict[str, str] | None = None,
     progress: Any = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Evaluate on ``dataset`` (default: the bundled tasks) and return the summary (also ``summary.json``).
 
@@ -115,6 +131,11 @@ def run_eval(
     sandbox container (tests use them to find their own). ``exact_budgets``: the agent's prompt budgets
     (``agent_config.prompt``) count the policy's own tokens, as ``srl-agent pipeline`` and RLVR prepare
     theirs, instead of characters / 4 (``prepare`` without ``--tokenizer``); agent mode, local policies.
+
+    Every prediction's test-infrastructure edits (test files, ``conftest.py``, pytest configuration,
+    ``.pth`` / ``sitecustomize.py``, plugin entry points: ``engine.integrity``) are listed in its summary
+    entry as ``edited_test_files``; the harness grades the patch as given, unless ``strict``, which
+    reverts those edits in the predictions before the harness sees them.
     """
     import docker
 
@@ -149,8 +170,9 @@ def run_eval(
             make = _agent_predictions if mode == "agent" else _oracle_predictions
             preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets)
             write_predictions(preds, out / "predictions.jsonl")
+        _flag_test_edits(rows, preds, strict, client, labels)
         summary: dict[str, Any] = {"source": source, "mode": mode if source in MODES else None, "model": label,
-                                   "dataset": str(dataset or BUNDLED), "output_dir": str(out)}
+                                   "dataset": str(dataset or BUNDLED), "output_dir": str(out), "strict": strict}
         if source in MODES:
             summary["predictions"] = str(out / "predictions.jsonl")
             summary["generation"] = {k: sum(p.get(k, 0) for p in preds) for k in

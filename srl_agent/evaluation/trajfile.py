@@ -16,7 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..agent import AgentConfig, Episode
+from ..agent import AgentConfig
+from ..engine import EpisodeRecord
 from ..schema import ToolCall
 
 FORMAT_VERSION = 1
@@ -43,7 +44,7 @@ def sweagent_action(call: ToolCall) -> str:
     return " ".join(words)
 
 
-def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: str,
+def to_traj(episode: EpisodeRecord, *, model: str, config: AgentConfig, issue_turn: str,
             budgets: str = "characters") -> dict[str, Any]:
     """``budgets``: what the prompt budgets counted, ``tokens`` (the policy's tokenizer) or ``characters`` (/ 4)."""
     task = episode.task
@@ -52,8 +53,8 @@ def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: st
         {"role": "user", "content": issue_turn, "agent": "main", "message_type": "user"},
     ]
     trajectory = []
-    for step, response in zip(episode.steps, episode.responses, strict=True):
-        action = sweagent_action(step.action)
+    for step in episode.steps:
+        action, response = sweagent_action(step.call), step.response
         trajectory.append({"response": response, "thought": step.thought, "action": action,
                            "observation": step.observation, "state": {}, "execution_time": None})
         history.append({"role": "assistant", "content": response, "thought": step.thought, "action": action,
@@ -76,13 +77,14 @@ def to_traj(episode: Episode, *, model: str, config: AgentConfig, issue_turn: st
             "submission": episode.submission,
             "model_stats": {"api_calls": episode.turns},
             "srl_agent": {"format_version": FORMAT_VERSION, "error": episode.error, "seconds": episode.seconds,
+                          "outcome": episode.outcome, "container": episode.container,
                           "format_errors": episode.format_errors, "config": settings, "budgets": budgets},
         },
         "replay_config": json.dumps(replay_config),
     }
 
 
-def write_traj(path: Path, episode: Episode, **kwargs: Any) -> Path:
+def write_traj(path: Path, episode: EpisodeRecord, **kwargs: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_traj(episode, **kwargs), ensure_ascii=False, indent=1), encoding="utf-8")
     return path

@@ -1,9 +1,9 @@
 """``train_rlvr``: GRPO on whole episodes in task sandboxes, rewarded 1/0 by the task's tests.
 
 Each prompt of the batch is a task row; TRL repeats it G times and hands the batch to ``rollout_func``,
-which runs every episode in a sandbox from a warm pool (``srl_agent.rlvr``) and returns each episode as
+which runs every episode through the episode engine in a sandbox from a warm pool (``srl_agent.engine``) and returns each episode as
 one token sequence with the environment's tokens masked out of the loss. The reward is the grade that
-``SWEEnvironment.get_reward`` computed; group advantages and the update are TRL's own. Every episode's
+the engine computed in a pristine container; group advantages and the update are TRL's own. Every episode's
 record (tool calls, observations, final diff, FAIL_TO_PASS / PASS_TO_PASS, flagged test edits, status,
 seconds) goes to ``RUN/rewards.jsonl`` with ``kind: "rlvr"``, its training step, group and advantage,
 where ``srl-agent inspect RUN`` finds it.
@@ -39,11 +39,11 @@ def _rollout(prompts: list, trainer: RLVRTrainer) -> dict[str, Any]:
 
 
 class RLVRTrainer(GRPOTrainer):
-    """TRL's GRPO with episodes from ``srl_agent.rlvr.rollout`` and one log record per episode."""
+    """TRL's GRPO with episodes from ``srl_agent.train.rollouts`` and one log record per episode."""
 
     def __init__(self, *, rows: list[dict[str, Any]], rollout_config: Any, pool: Any, reward_log: Any = None,
                  **kwargs: Any):
-        from ..rlvr.rollout import ConversationTokens
+        from .rollouts import ConversationTokens
 
         self.task_rows = {r["instance_id"]: r for r in rows}
         self.rollout_config, self.pool, self.reward_log = rollout_config, pool, reward_log
@@ -62,7 +62,7 @@ class RLVRTrainer(GRPOTrainer):
     def rollout(self, prompts: list) -> dict[str, Any]:
         from trl.models.utils import unwrap_model_for_generation
 
-        from ..rlvr.rollout import TransformersGenerator, run_episodes
+        from .rollouts import TransformersGenerator, run_rollouts
         from ..steps import Truncator
 
         if len(prompts) != len(self._inputs):
@@ -72,7 +72,7 @@ class RLVRTrainer(GRPOTrainer):
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model:
             generate = TransformersGenerator(model, self.processing_class, self.tokens.stop_ids,
                                              temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-            runs = run_episodes(rows, generate, self.tokens, self.pool, cfg, Truncator(self.processing_class))
+            runs = run_rollouts(rows, generate, self.tokens, self.pool, cfg, Truncator(self.processing_class))
         self.episodes_run += len(runs)
         self._records = [r.record for r in runs]
         return {"prompt_ids": [r.prompt_ids for r in runs], "completion_ids": [r.completion_ids for r in runs],
@@ -134,8 +134,8 @@ def train_rlvr(
 
     from ..images import ensure_images
     from ..models import resolve_model
-    from ..rlvr import SandboxPool
-    from ..rlvr.rollout import RolloutConfig
+    from ..engine import SandboxPool
+    from .rollouts import RolloutConfig
     from ..steps import issue_turn
 
     recipe = resolve_recipe(recipe, overrides)

@@ -1,4 +1,4 @@
-"""Task sandboxes at RL scale: a warm pool per image, reset between episodes, a bound on how many are open.
+"""Task sandboxes: a warm pool per image, reset between episodes, a bound on how many are open.
 
 Starting a container and its shell costs ~0.3 s and grading in a throwaway container (the official
 harness) far more; ``Sandbox.reset`` returns a used container to the base commit in ~0.07 s. So an
@@ -6,6 +6,12 @@ episode takes an idle sandbox of its task's image when there is one (reset when 
 else a new one while fewer than ``max_sandboxes`` are open, else it replaces an idle sandbox of
 another image, else it waits for one to come back. ``warm=False`` gives every episode a fresh
 container and removes it afterwards (the baseline of ``scripts/bench.py episode``).
+
+Hygiene: ``reset`` returns the work tree and the scratch dirs to their base state, nothing else. So
+when an episode ends the pool asks the engine what changed in the container's file system (the
+container-changes API, ``docker diff``); a container changed anywhere but the work tree and the
+scratch dirs (a package installed, a plugin planted in site-packages, a file in $HOME) is removed,
+not handed to the next episode (``stats.replaced``). Grading never runs in these containers at all.
 
 The engine is ``docker.from_env()``'s: ``DOCKER_HOST`` (and ``DOCKER_TLS_VERIFY`` / ``DOCKER_CERT_PATH``)
 put the sandboxes on another machine than the trainer.
@@ -34,6 +40,8 @@ class PoolStats:
     removed: int = 0  # containers removed (fresh mode, broken, evicted, closed)
     start_seconds: float = 0.0  # starting containers
     reset_seconds: float = 0.0  # resetting warm ones
+    replaced: int = 0  # containers removed because the episode changed them outside the work tree
+    check_seconds: float = 0.0  # asking the engine what changed
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -118,16 +126,28 @@ class SandboxPool:
         self.stats.start_seconds += time.perf_counter() - start
         return sandbox
 
-    def release(self, sandbox: Sandbox, *, broken: bool = False) -> None:
+    def release(self, sandbox: Sandbox, *, broken: bool = False) -> list[str]:
         """Give a sandbox back: kept warm for the next episode of its image, or removed (fresh mode,
-        ``broken``, or a closed pool)."""
-        if not self.warm or broken or self._closed:
+        ``broken``, a closed pool, or changed outside the work tree). Returns the paths that were changed
+        outside the work tree and the scratch dirs (first few), which made it go."""
+        changed: list[str] = []
+        if self.warm and not broken and not self._closed:
+            start = time.perf_counter()
+            try:
+                changed = sandbox.changes_outside()
+            except Exception:  # the engine cannot say: do not trust the container
+                broken = True
+            self.stats.check_seconds += time.perf_counter() - start
+            if changed:
+                self.stats.replaced += 1
+        if not self.warm or broken or changed or self._closed:
             self._remove(sandbox)
             self._free_slot()
-            return
+            return changed[:20]
         with self._cond:
             self._idle[_key(sandbox.config.image, sandbox.config.base_commit)].append(sandbox)
             self._cond.notify()
+        return []
 
     def _remove(self, sandbox: Sandbox) -> None:
         sandbox.close()

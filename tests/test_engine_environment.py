@@ -10,7 +10,7 @@ import pytest
 
 from srl_agent.readers import read_file
 from srl_agent.replay import trajectory_path
-from srl_agent.rlvr import EpisodeConfig, SandboxPool, SWEEnvironment
+from srl_agent.engine import EpisodeConfig, PoolExhausted, SandboxPool, SWEEnvironment
 from srl_agent.schema import ToolCall
 from srl_agent.tasks import load_dataset
 from srl_agent.tools import NO_OUTPUT
@@ -171,7 +171,6 @@ def test_the_pool_bounds_open_sandboxes(images, docker_client, run_label):
     key, value = run_label.split("=", 1)
     with SandboxPool(1, client=docker_client, labels={key: value}, wait_seconds=0.2) as pool:
         first = pool.acquire(ROWS[LEAP])
-        from srl_agent.rlvr.pool import PoolExhausted
 
         with pytest.raises(PoolExhausted):
             pool.acquire(ROWS[MERGE])
@@ -193,7 +192,7 @@ def test_the_pool_takes_the_engine_from_docker_host(tmp_path):
     import subprocess
     import sys
 
-    code = "from srl_agent.rlvr import SandboxPool\nSandboxPool(1)"
+    code = "from srl_agent.engine import SandboxPool\nSandboxPool(1)"
     where = f"unix://{tmp_path}/no-engine.sock"
     done = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": where},
                           capture_output=True, text=True, timeout=120)

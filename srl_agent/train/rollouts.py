@@ -11,20 +11,19 @@ Why not TRL's ``environment_factory``: its loop reads tool calls with the tokeni
 (JSON ``<tool_call>`` for Qwen templates) and ends an episode at the first turn without a call, while
 the policy here must act in the SRL action style (SWE-agent XML by default), be held to the same
 strict parser as the SRL reward (one call, a think block) and be told about a malformed turn rather
-than stopped by it. ``SWEEnvironment`` keeps the ``environment_factory`` shape all the same.
+than stopped by it. ``engine.SWEEnvironment`` keeps the ``environment_factory`` shape all the same.
+
+The episodes themselves are the engine's (``srl_agent.engine.run_episodes``: budgets, statuses,
+pristine grading, records); ``TokenDriver`` is the thin layer that keeps the token bookkeeping.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..prompts import FORMAT_ERROR_TEMPLATE
-from ..rewards.completion import FormatError, parse_completion
+from ..engine import LENGTH, EpisodeConfig, EpisodeRecord, SandboxEnvironment, SandboxPool, run_episodes
 from ..steps import StepConfig, Truncator, issue_turn
-from .environment import LENGTH, STEP_LIMIT, EpisodeConfig, SWEEnvironment
-from .pool import SandboxPool
 
 
 @dataclass
@@ -135,69 +134,56 @@ class Rollout:
     reward: float = 0.0
     record: dict[str, Any] = field(default_factory=dict)
     turns: int = 0
+    last: list[int] = field(default_factory=list, repr=False)  # the latest turn's tokens
 
 
-def run_episodes(rows: list[dict[str, Any]], generate: Generator, tokens: ConversationTokens, pool: SandboxPool,
+class TokenDriver:
+    """The engine's driver for RLVR: each turn generated from the episode's exact token sequence so far;
+    the environment's answers appended as masked tokens; the episode ended (``length``) before a turn
+    could overrun ``max_episode_tokens``."""
+
+    def __init__(self, generate: Generator, tokens: ConversationTokens, config: RolloutConfig, truncate: Any):
+        self.generate, self.tokens, self.config, self.truncate = generate, tokens, config, truncate
+
+    def rollout(self, episode: EpisodeRecord) -> Rollout:
+        if "rollout" not in episode.memo:
+            issue = issue_turn((episode.task.get("problem_statement") or "").strip(), self.config.prompt,
+                               self.truncate)
+            episode.memo["rollout"] = Rollout(prompt_ids=self.tokens.prompt(issue))
+        return episode.memo["rollout"]
+
+    def act(self, episodes: list[EpisodeRecord]) -> list[str]:
+        runs = [self.rollout(ep) for ep in episodes]
+        new = self.generate([r.prompt_ids + r.completion_ids for r in runs], self.config.max_new_tokens)
+        for run, ids in zip(runs, new, strict=True):
+            run.completion_ids += ids
+            run.env_mask += [1] * len(ids)
+            run.turns += 1
+            run.last = ids
+        return [self.tokens.decode(ids) for ids in new]
+
+    def observe(self, episode: EpisodeRecord, answer: str) -> None:
+        run = self.rollout(episode)
+        ids = self.tokens.environment(self.truncate(answer, self.config.prompt.observation_tokens),
+                                      bool(run.last) and run.last[-1] in self.tokens.stop_ids)
+        if len(run.completion_ids) + len(ids) + self.config.max_new_tokens > self.config.max_episode_tokens:
+            episode.stop(LENGTH)  # no room for another turn: the episode ends here and is graded
+            return
+        run.completion_ids += ids
+        run.env_mask += [0] * len(ids)
+
+
+def run_rollouts(rows: list[dict[str, Any]], generate: Generator, tokens: ConversationTokens, pool: SandboxPool,
                  config: RolloutConfig | None = None, truncate: Any = None) -> list[Rollout]:
-    """One graded episode per row, at most ``pool.max_sandboxes`` at a time (their turns batched)."""
+    """One graded episode per row through the engine, at most ``pool.max_sandboxes`` side by side."""
     config = config or RolloutConfig()
-    truncate = truncate or Truncator(tokens.tokenizer)
-    out: list[Rollout] = []
-    size = pool.max_sandboxes
-    for i in range(0, len(rows), size):
-        out += _run_batch(rows[i : i + size], generate, tokens, pool, config, truncate)
+    driver = TokenDriver(generate, tokens, config, truncate or Truncator(tokens.tokenizer))
+    episodes = run_episodes(rows, driver, lambda: SandboxEnvironment(pool, config.episode), config.episode,
+                            batch_size=pool.max_sandboxes, style=config.style)
+    out = []
+    for ep in episodes:
+        run = driver.rollout(ep)
+        run.reward = ep.reward
+        run.record = {**ep.to_dict("rlvr"), "turns": run.turns, "completion": tokens.decode(run.completion_ids)}
+        out.append(run)
     return out
-
-
-def _run_batch(rows, generate, tokens, pool, config, truncate) -> list[Rollout]:
-    """The batch's episodes side by side: one generate call per turn for all of them; their sandboxes
-    (reset, commands, grading) in threads, since that is waiting on the engine. Tokenizing stays here."""
-    envs = [SWEEnvironment(pool, config.episode, issue_turn=lambda text: issue_turn(text, config.prompt, truncate))
-            for _ in rows]
-    runs: list[Rollout] = []
-    workers = ThreadPoolExecutor(max_workers=len(rows), thread_name_prefix="srl-agent-episode")
-    try:
-        issues = list(workers.map(lambda env, row: env.reset(**row), envs, rows))
-        runs = [Rollout(prompt_ids=tokens.prompt(issue)) for issue in issues]
-        active = [i for i, env in enumerate(envs) if not env.done]
-        while active:
-            new = generate([runs[i].prompt_ids + runs[i].completion_ids for i in active], config.max_new_tokens)
-            calls: dict[int, Any] = {}
-            observations: dict[int, str] = {}
-            for i, ids in zip(active, new, strict=True):
-                run = runs[i]
-                run.completion_ids += ids
-                run.env_mask += [1] * len(ids)
-                run.turns += 1
-                try:
-                    calls[i] = parse_completion(tokens.decode(ids), config.style).call
-                except FormatError as e:
-                    envs[i].note_format_error()
-                    observations[i] = FORMAT_ERROR_TEMPLATE.format(reason=e.reason, message=e.message)
-            ran = workers.map(lambda env, call: env.execute(call), [envs[i] for i in calls], calls.values())
-            observations.update(zip(calls, ran, strict=True))
-            still = []
-            for i, ids in zip(active, new, strict=True):
-                run, env = runs[i], envs[i]
-                if run.turns >= config.episode.step_limit:  # malformed turns count too
-                    env.stop(STEP_LIMIT)
-                if env.done:
-                    continue
-                answer = tokens.environment(truncate(observations[i], config.prompt.observation_tokens),
-                                            bool(ids) and ids[-1] in tokens.stop_ids)
-                if len(run.completion_ids) + len(answer) + config.max_new_tokens > config.max_episode_tokens:
-                    env.stop(LENGTH)  # no room for another turn: the episode ends here and is graded
-                    continue
-                run.completion_ids += answer
-                run.env_mask += [0] * len(answer)
-                still.append(i)
-            active = still
-        for run, record in zip(runs, workers.map(lambda env: env.finish(), envs), strict=True):
-            run.record = record
-            run.reward = float(record["reward"])
-            record.update(turns=run.turns, completion=tokens.decode(run.completion_ids))
-    finally:
-        workers.shutdown(wait=True)
-        for env in envs:  # ungraded episodes (an error above) give their sandboxes back as broken
-            env.close()
-    return runs
