@@ -85,6 +85,14 @@ class SandboxConfig:
     """Directories an episode may write besides the work dir: ``reset`` empties them, and changes there do
     not count in ``changes_outside``."""
 
+    @classmethod
+    def for_task(cls, row: Any, **overrides: Any) -> SandboxConfig:
+        """The sandbox of a task row (a swebench-5 row or ``schema.Task``): its image at its base commit."""
+        get = row.get if isinstance(row, dict) else lambda key, default=None: getattr(row, key, default)
+        if not get("image"):
+            raise ValueError(f"task {get('instance_id', '?')}: no image to run it in")
+        return cls(image=get("image"), base_commit=get("base_commit") or None, **overrides)
+
 
 @dataclass
 class CommandResult:

@@ -113,8 +113,7 @@ class SandboxPool:
 
     def _start(self, row: dict[str, Any]) -> Sandbox:
         start = time.perf_counter()
-        config = SandboxConfig(image=row["image"], base_commit=row.get("base_commit") or None, timeout=self.timeout,
-                               labels=self.labels)
+        config = SandboxConfig.for_task(row, timeout=self.timeout, labels=self.labels)
         sandbox = Sandbox(config, client=self.client)
         try:
             sandbox.start()

@@ -107,7 +107,7 @@ def read_files(row: dict[str, Any], paths: list[str], *, client: Any = None,
     """The files' contents at the base commit, read from the task image (a throwaway sandbox)."""
     from ..sandbox import Sandbox, SandboxConfig
 
-    config = SandboxConfig(image=row["image"], base_commit=row.get("base_commit") or None, labels=dict(labels or {}))
+    config = SandboxConfig.for_task(row, labels=dict(labels or {}))
     with Sandbox(config, client=client) as sandbox:
         return {p: sandbox.read_file(f"{config.workdir}/{p}") for p in paths}
 
