@@ -34,7 +34,11 @@ if [ -s {_WORK}/patch.diff ]; then
     fi
     echo '>>>>> Applied Patch'
 fi
-exec /bin/bash {_WORK}/eval.sh 2>&1
+start=$EPOCHREALTIME
+/bin/bash {_WORK}/eval.sh 2>&1
+code=$?
+echo "$start $EPOCHREALTIME" > {_WORK}/seconds  # the script's own run time, container start excluded
+exit $code
 """
 
 
@@ -157,6 +161,15 @@ def _read_created(container: Any, path: str) -> str | None:
         return data.read().decode("utf-8", "replace") if data is not None else None
 
 
+def _script_seconds(container: Any) -> float | None:
+    """How long the eval script itself ran, from the runner's two timestamps (None when unreadable)."""
+    try:
+        start, end = (float(x.replace(",", ".")) for x in (_read_created(container, f"{_WORK}/seconds") or "").split())
+        return max(0.0, end - start)
+    except Exception:
+        return None
+
+
 def run_eval_script(
     task_row: Any,
     patch: str = "",
@@ -212,7 +225,7 @@ def run_eval_script(
             timed_out = True
             with contextlib.suppress(docker.errors.APIError):  # it may have exited meanwhile
                 container.kill()
-        ran = time.monotonic() - started
+        ran = _script_seconds(container) or time.monotonic() - started
         log = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
         if timed_out:
             log += f"\n>>>>> Tests Timed Out after {timeout:g} s\n"
