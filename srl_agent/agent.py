@@ -93,7 +93,7 @@ class Agent:
             return [{"role": "system", "content": self.config.prompt.system_prompt},
                     {"role": "user", "content": memo["issue"]}, *memo["chat"]]
         for step in episode.steps[memo["seen"]:]:  # observations are truncated once, as in the step instances
-            memo["pairs"].append((render(step.call), self.truncate(step.observation,
+            memo["pairs"].append((render(step.action), self.truncate(step.observation,
                                                                    self.config.prompt.observation_tokens)))
         memo["seen"] = len(episode.steps)
         return prompt_messages(memo["issue"], memo["pairs"], self.config.prompt)

@@ -118,7 +118,7 @@ def report_of(traj: Trajectory, episode: EpisodeRecord) -> ReplayReport:
         match = None
         if step.observation is not None and step.observation.strip():
             match = Indel.normalized_similarity(_normalise(step.observation), _normalise(done.observation))
-        report.steps.append(StepReplay(k, done.call.name, _summary(done.call), match, done.snapshot_taken))
+        report.steps.append(StepReplay(k, done.action.name, _summary(done.action), match, done.snapshot_taken))
     report.diff = episode.patch
     report.grade = {**episode.grade, "outcome": episode.outcome, "exit_status": episode.exit_status,
                     "edited_test_files": episode.edited_test_files, "error": episode.error}
@@ -174,10 +174,10 @@ def replay_tasks(
     progress: Any = None,
 ) -> list[ReplayReport]:
     """Replay the bundled trajectory of each task (all that have one when ``task_ids`` is None)."""
+    from .evaluation.data import load_rows
     from .images import build_images
-    from .tasks import load_dataset
 
-    rows = {r["instance_id"]: r for r in load_dataset(dataset)}
+    rows = {r["instance_id"]: r for r in load_rows(dataset)}
     wanted = task_ids or sorted(i for i in rows if trajectory_path(i, folder).exists())
     unknown = [i for i in wanted if i not in rows]
     if unknown:

@@ -329,9 +329,8 @@ class Sandbox:
         return out
 
     def fresh_session(self) -> None:
-        """Kill every process and start a new shell in the work dir; files stay as they are. Grading
-        runs here, so that nothing the agent left running or defined in its shell (functions, aliases,
-        environment) touches the tests' run."""
+        """Kill every process and start a new shell in the work dir; files stay as they are: nothing
+        running or defined in the old shell (functions, aliases, environment) reaches the next command."""
         self._reap(spare=None)
         self._require_session().close()
         self._session = Shell(self.api, self._require_container().id, self.config.workdir, self.config.env)

@@ -58,7 +58,7 @@ class EpisodeConfig:
 class StepRecord:
     """One executed tool call."""
 
-    call: ToolCall
+    action: ToolCall
     observation: str
     thought: str = ""
     response: str = ""  # the completion behind it ("" for scripted drivers)
@@ -67,7 +67,7 @@ class StepRecord:
     snapshot_taken: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tool": self.call.name, "arguments": dict(self.call.arguments), "observation": self.observation,
+        return {"tool": self.action.name, "arguments": dict(self.action.arguments), "observation": self.observation,
                 "seconds": self.seconds}
 
 
@@ -114,7 +114,7 @@ class EpisodeRecord:
     def took_step(self, step: StepRecord, config: EpisodeConfig) -> None:
         self.steps.append(step)
         self.errors_in_a_row = 0
-        if step.call.name == "submit":
+        if step.action.name == "submit":
             self.stop(SUBMITTED)
         elif len(self.steps) >= config.step_limit:
             self.stop(STEP_LIMIT)
@@ -148,7 +148,7 @@ class EpisodeRecord:
         return out
 
     def trajectory(self, style: str = "xml", system_prompt: str = "") -> Trajectory:
-        steps = [Step(s.thought, s.call, raw_action=s.response.split("</think>", 1)[-1].strip(),
+        steps = [Step(s.thought, s.action, raw_action=s.response.split("</think>", 1)[-1].strip(),
                       observation=s.observation) for s in self.steps]
         return Trajectory(Task.from_dict(self.task), steps, f"srl-agent:{style}", submission=self.patch,
                           source=f"agent:{self.instance_id}", system_prompt=system_prompt,

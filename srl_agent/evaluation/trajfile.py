@@ -54,7 +54,7 @@ def to_traj(episode: EpisodeRecord, *, model: str, config: AgentConfig, issue_tu
     ]
     trajectory = []
     for step in episode.steps:
-        action, response = sweagent_action(step.call), step.response
+        action, response = sweagent_action(step.action), step.response
         trajectory.append({"response": response, "thought": step.thought, "action": action,
                            "observation": step.observation, "state": {}, "execution_time": None})
         history.append({"role": "assistant", "content": response, "thought": step.thought, "action": action,

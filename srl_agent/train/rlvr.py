@@ -100,17 +100,22 @@ def rlvr_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_tasks(path: str | Path | None, ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Task rows from a swebench-5 JSONL (default: the bundled tasks), limited to ``ids`` in their order."""
-    from ..tasks import load_dataset
+    """Task rows as evaluation and replay load them (``evaluation.data.load_rows``: a swebench-5 file, a
+    hub dataset, older rows converted; default the bundled tasks), limited to ``ids``."""
+    from ..evaluation.data import DatasetError, load_rows, missing_for_scoring, select
 
-    rows = load_dataset(path) if path else load_dataset()
-    if not ids:
-        return rows
-    by_id = {r["instance_id"]: r for r in rows}
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise TrainError(f"{path or 'bundled tasks'}: no task(s) {', '.join(missing)}")
-    return [by_id[i] for i in ids]
+    try:
+        rows = select(load_rows(path), ids)
+    except DatasetError as e:
+        raise TrainError(f"{path or 'bundled tasks'}: {e}") from None
+    if ids:  # the recipe's order
+        by_id = {r["instance_id"]: r for r in rows}
+        rows = [by_id[i] for i in dict.fromkeys(ids)]
+    missing = missing_for_scoring(rows)
+    if missing:  # an episode could not be graded: say so before any training starts
+        first = ", ".join(f"{i} ({', '.join(fields)})" for i, fields in list(missing.items())[:5])
+        raise TrainError(f"{path or 'bundled tasks'}: {len(missing)} row(s) lack what grading needs: {first}")
+    return rows
 
 
 def train_rlvr(
