@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from srl_agent.sandbox import LABEL
+
 from .conftest import RUN_ID, RUN_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "scripts" / "build-base-image"
-LABEL = "srl-agent"
 
 OFFLINE = dict(network_disabled=True, network_mode="none")
 
@@ -77,12 +78,10 @@ def test_tag_is_recipe_hash_and_latest(engine, base_image):
 
 
 def test_second_build_is_skipped(base_image):
-    t0 = time.monotonic()
     r = subprocess.run([str(BUILD)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == base_image
     assert "already exists" in r.stderr
-    assert time.monotonic() - t0 < 30
 
 
 def test_python_is_bookworms_311(run):
