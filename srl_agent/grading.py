@@ -20,7 +20,6 @@ import tempfile
 import time
 from typing import Any
 
-LABEL = "srl-agent"  # every container we start carries LABEL=1 (`srl-agent sandbox gc` finds them)
 _WORK = "/srl-agent"  # where the patch and scripts go inside the container
 
 # Applies the candidate patch, then hands over to the task's eval script. stderr is folded into

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .sandbox import LABEL
 from .tasks import ENV_DIR, ROOT, TESTBED, PackError, Project, TaskSource, load_pack, progress_bar, select
 
 BASE_IMAGE = "srl-agent/base:latest"
 BASE_SCRIPT = ROOT / "scripts" / "build-base-image"
 RECIPE_VERSION = 1  # bump when the image recipe changes in a way the hashed inputs do not show
-LABEL = "srl-agent"
 
 # Fixed identity and date: the single root commit's hash depends only on the tree (sdist + bug).
 GIT_ENV = {

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from srl_agent import tasks
-from srl_agent.grading import LABEL, evaluate, grade
+from srl_agent.grading import evaluate, grade
 from srl_agent.images import build_images
+from srl_agent.sandbox import LABEL
 
 from .conftest import RUN_ID, RUN_LABEL
 
