@@ -1,4 +1,5 @@
-"""The task images: each task's repository built on the host, then one Docker image per task.
+"""The task images: each task's repository built on the host, then one Docker image per task; and the
+dataset (``write_dataset``), whose rows name those images and are validated by running in them.
 
 Source data is the task pack (``tasks.py``). Generated here, gitignored: ``environments/.cache/``
 (sdists and wheelhouse, fetched by the host's pip). Nothing here needs a network inside Docker:
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .sandbox import LABEL
-from .tasks import ENV_DIR, ROOT, TESTBED, PackError, Project, TaskSource, load_pack, progress_bar, select
+from .tasks import ENV_DIR, ROOT, TESTBED, PackError, Project, TaskSource, eval_script, load_pack, progress_bar, select
 
 BASE_IMAGE = "srl-agent/base:latest"
 BASE_SCRIPT = ROOT / "scripts" / "build-base-image"
@@ -327,3 +328,96 @@ def ensure_images(rows: list[dict[str, Any]], client: Any, bundled: bool) -> Non
     elif missing:
         images = ", ".join(r["image"] for r in rows if r["instance_id"] in missing)
         raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")
+
+
+# ----------------------------------------------------------------------------- the dataset
+
+
+def task_row(task: TaskSource, commit: str, gold: str, pass_to_pass: list[str], root: Path = ENV_DIR) -> dict[str, Any]:
+    return {
+        "instance_id": task.instance_id,
+        "repo": task.project.repo,
+        "version": task.project.version,
+        "base_commit": commit,
+        "problem_statement": task.problem_statement,
+        "patch": gold,
+        "test_patch": task.test_patch,
+        "FAIL_TO_PASS": list(task.fail_to_pass),
+        "PASS_TO_PASS": list(pass_to_pass),
+        "image": image_tag(task, commit, root),
+        "eval_script": eval_script(task, commit),
+        "log_parser": "parse_log_pytest",
+        "eval_type": "pass_and_fail",
+    }
+
+
+def write_dataset(
+    path: Path | str | None = None,
+    *,
+    root: Path = ENV_DIR,
+    task_ids: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write one swebench-5 row per task to ``path`` (default ``environments/tasks.jsonl``).
+
+    PASS_TO_PASS comes from a real run: each task's eval script runs in its image without the fix
+    and with the gold patch. The gold run must have no failing test, and the tests it turns from
+    failing to passing must be exactly the declared FAIL_TO_PASS, or this raises ``PackError``.
+    """
+    import docker
+
+    from .grading import run_eval_script, status_map
+
+    root = Path(root)
+    path = Path(path) if path else root / "tasks.jsonl"
+    tasks = select(load_pack(root), task_ids)
+    started = time.monotonic()
+    client = docker.from_env()
+    rows = []
+    try:
+        build_images(task_ids, root=root, client=client, progress=progress)
+        with progress_bar(progress) as bar, tempfile.TemporaryDirectory() as tmp:
+            job = bar.add_task("validating", total=len(tasks))
+            for task in tasks:
+                bar.update(job, description=f"validating {task.instance_id}")
+                commit, gold = make_repo(task, Path(tmp) / task.instance_id, root / ".cache")
+                row = task_row(task, commit, gold, [], root)
+                before, ok_before = status_map(row, run_eval_script(row, "", client=client)[0])
+                after, ok_after = status_map(row, run_eval_script(row, gold, client=client)[0])
+                rows.append(_check(task, row, before, ok_before, after, ok_after))
+                bar.advance(job)
+    finally:
+        client.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    return {
+        "path": str(path),
+        "tasks": len(rows),
+        "projects": len({r["repo"] for r in rows}),
+        "seconds": round(time.monotonic() - started, 2),
+        "rows": [{"instance_id": r["instance_id"], "FAIL_TO_PASS": len(r["FAIL_TO_PASS"]),
+                  "PASS_TO_PASS": len(r["PASS_TO_PASS"]), "image": r["image"]} for r in rows],
+    }
+
+
+def _check(task: TaskSource, row: dict, before: dict, ok_before: bool, after: dict, ok_after: bool) -> dict:
+    where = task.dir / "task.yaml"
+    if not ok_after or not after:
+        raise PackError(f"{task.dir}: the gold run produced no valid test output")
+    if not ok_before:
+        raise PackError(f"{task.dir}: the run without the fix produced no valid test output")
+    broken = sorted(t for t, s in after.items() if s in ("FAILED", "ERROR"))
+    if broken:
+        raise PackError(f"{task.dir}: tests fail even with the gold patch: {broken}")
+    passed_after = {t for t, s in after.items() if s == "PASSED"}
+    passed_before = {t for t, s in before.items() if s == "PASSED"}
+    f2p = passed_after - passed_before
+    if f2p != set(task.fail_to_pass):
+        raise PackError(
+            f"{where}: field 'FAIL_TO_PASS' does not match the run; "
+            f"missing {sorted(f2p - set(task.fail_to_pass))}, not failing without the fix "
+            f"{sorted(set(task.fail_to_pass) - f2p)}"
+        )
+    return {**row, "PASS_TO_PASS": sorted(passed_after & passed_before)}
