@@ -2,7 +2,8 @@
 
 - ``db``: the schema (runs, tasks, steps, candidates, components) and ``connect``;
 - ``writer``: ``StoreWriter``, the reward-log protocol (``write(record)``) in batched transactions;
-- ``importers``: scored JSONL, training ``rewards.jsonl``, evaluation folders, step files (context);
+- ``importers``: scored JSONL, training ``rewards.jsonl``, evaluation folders;
+- ``steps``: ``attach_steps``, the expert steps of a step-instance file (context for candidates);
 - ``folder``: ``open_run``, a run folder as a store, importing its artefacts on the fly;
 - ``export``: Parquet / JSONL, one flat row per candidate.
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 from .db import DB_NAME, KINDS, SCHEMA_VERSION, StoreError, connect, tool_key
 from .export import export
 from .folder import discover, open_run
-from .importers import attach_steps, import_eval, import_records, sniff
+from .importers import import_eval, import_records, sniff
+from .steps import attach_steps
 from .writer import StoreWriter, Tee
 
 __all__ = [

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .db import DB_NAME, connect, delete_run
-from .importers import attach_steps, import_eval, import_records, missing_steps, sniff
+from .importers import import_eval, import_records, sniff
+from .steps import attach_steps, missing_steps
 
 MAX_DEPTH = 2
 _SKIP = ("logs", "trajs", "oracle", "__pycache__")

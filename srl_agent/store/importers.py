@@ -3,9 +3,9 @@
 - ``import_records``: a JSONL of reward records — ``srl-agent score`` output and held-out scorings
   (kind ``score``), a training run's ``rewards.jsonl`` (``srl``, or each record's own ``kind``);
 - ``import_eval``: an ``srl-agent eval`` folder (``summary.json``, the predictions the harness graded,
-  ``trajs/``), one episode per instance, reward 1 when the harness resolved it;
-- ``attach_steps``: a step-instance file (``srl-agent prepare``): the expert action and the prompt
-  the model saw, for the steps that candidates name.
+  ``trajs/``), one episode per instance, reward 1 when the harness resolved it.
+
+Step-instance files (the expert steps candidates name) are attached by ``steps.attach_steps``.
 
 A line that cannot be read is skipped, counted by reason, and named (file:line) in ``problems``.
 """
@@ -14,32 +14,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .db import KINDS, StoreError, tool_key
+from ..jsonl import JsonlError, read_jsonl
+from .db import KINDS, StoreError
 from .writer import StoreWriter
 
 MAX_PROBLEMS = 20
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, decoded object or the ``json.JSONDecodeError``) for each non-empty line."""
-    with Path(path).open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield line_no, json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield line_no, e
-
-
 def sniff(path: str | Path) -> str | None:
     """What a JSONL file holds, from its first record: 'steps', 'rewards' (training log), 'scored', or None."""
     try:
-        for _, first in read_jsonl(path):
+        for _, first in read_jsonl(path, errors="yield"):
             if not isinstance(first, dict):
                 return None
             if "prompt" in first and "expert_action" in first:
@@ -59,7 +48,7 @@ def _summary(path: Path, imported: int, skipped: Counter, problems: list[str]) -
 
 def _default_kind(path: Path) -> str:
     """A file's record kind, from its first record: its ``kind``, else ``srl`` for a training log, else ``score``."""
-    for _, first in read_jsonl(path):
+    for _, first in read_jsonl(path, errors="yield"):
         if isinstance(first, dict) and first.get("kind") in KINDS:
             return first["kind"]
         return "srl" if isinstance(first, dict) and "global_step" in first else "score"
@@ -75,9 +64,9 @@ def import_records(conn: sqlite3.Connection, path: str | Path, run: str, kind: s
     writer = StoreWriter(conn, run=run, kind=kind, batch_size=batch_size, source=path, live=False)
     skipped: Counter = Counter()
     problems: list[str] = []
-    for line_no, record in read_jsonl(path):
+    for line_no, record in read_jsonl(path, errors="yield"):
         try:
-            if isinstance(record, json.JSONDecodeError):
+            if isinstance(record, JsonlError):
                 raise StoreError(f"not JSON ({record.msg})", "bad_json")
             writer.write(record)
         except StoreError as e:
@@ -93,7 +82,7 @@ def _eval_patches(folder: Path) -> dict[str, Any]:
     file of ``--predictions`` and ``--gold`` runs), else the model's ``predictions.jsonl``."""
     for name in ("predictions.scored.jsonl", "predictions.jsonl"):
         if (folder / name).is_file():
-            return {p.get("instance_id"): p.get("model_patch") for _, p in read_jsonl(folder / name)
+            return {p.get("instance_id"): p.get("model_patch") for _, p in read_jsonl(folder / name, errors="yield")
                     if isinstance(p, dict)}
     return {}
 
@@ -145,72 +134,3 @@ def import_eval(conn: sqlite3.Connection, folder: str | Path, run: str = "eval")
                 problems.append(f"{summary_path}: instance {n} ({iid}): {e}")
     writer.flush()
     return _summary(summary_path, writer.written, skipped, problems)
-
-
-def _step_keys(path: Path) -> dict[str, set[str]]:
-    """instance_id → the trajectory sources a step file has for it (a cheap first pass)."""
-    sources: dict[str, set[str]] = defaultdict(set)
-    for _, row in read_jsonl(path):
-        if isinstance(row, dict) and "instance_id" in row:
-            sources[str(row["instance_id"])].add(str(row.get("source") or ""))
-    return sources
-
-
-def _adopt_sources(conn: sqlite3.Connection, sources: dict[str, set[str]]) -> None:
-    """Records that named no source join the one trajectory the step file has for their instance id."""
-    for task_id, iid in conn.execute("SELECT id, instance_id FROM tasks WHERE source = ''").fetchall():
-        known = sources.get(iid, set()) - {""}
-        if len(known) != 1:
-            continue
-        (source,) = known
-        other = conn.execute("SELECT id FROM tasks WHERE instance_id = ? AND source = ?", (iid, source)).fetchone()
-        if other is None:
-            conn.execute("UPDATE tasks SET source = ? WHERE id = ?", (source, task_id))
-        else:
-            conn.execute("UPDATE candidates SET task_id = ? WHERE task_id = ?", (other[0], task_id))
-            conn.execute("DELETE FROM steps WHERE task_id = ?", (task_id,))
-            conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
-
-
-def missing_steps(conn: sqlite3.Connection) -> int:
-    """How many (task, step) pairs that candidates name have no expert step yet."""
-    return conn.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT c.task_id, c.step_index FROM candidates c LEFT JOIN steps s "
-        "ON s.task_id = c.task_id AND s.step_index = c.step_index "
-        "WHERE c.step_index IS NOT NULL AND s.task_id IS NULL)").fetchone()[0]
-
-
-def attach_steps(conn: sqlite3.Connection, path: str | Path) -> int:
-    """Insert the expert steps of a step-instance file that candidates name and the store lacks; returns how many."""
-    path = Path(path)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        _adopt_sources(conn, _step_keys(path))
-        tasks = {(r[1], r[2]): r[0] for r in conn.execute("SELECT id, instance_id, source FROM tasks")}
-        have = set(conn.execute("SELECT task_id, step_index FROM steps").fetchall())
-        wanted = {tuple(r) for r in conn.execute(
-            "SELECT DISTINCT task_id, step_index FROM candidates WHERE step_index IS NOT NULL")} - {tuple(h) for h in have}
-        rows, counts = [], {}
-        for line_no, row in read_jsonl(path):
-            if not isinstance(row, dict) or "instance_id" not in row or "step_index" not in row:
-                raise StoreError(f"{path}:{line_no}: not a step instance")
-            task = tasks.get((str(row["instance_id"]), str(row.get("source") or "")))
-            if task is None:
-                continue
-            if row.get("num_steps") is not None:
-                counts[task] = int(row["num_steps"])
-            key = (task, int(row["step_index"]))
-            if key not in wanted:
-                continue
-            wanted.discard(key)
-            call = row.get("expert_tool_call")
-            rows.append((*key, row.get("expert_action"), tool_key(call), json.dumps(call, ensure_ascii=False),
-                         row.get("expert_thought"), json.dumps(row.get("prompt"), ensure_ascii=False),
-                         int(bool(row.get("legacy"))), int(row.get("file_snapshot") is not None)))
-        conn.executemany("INSERT OR IGNORE INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        conn.executemany("UPDATE tasks SET num_steps = ? WHERE id = ?", [(n, t) for t, n in counts.items()])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return len(rows)

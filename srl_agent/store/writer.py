@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import KINDS, StoreError, TaskIds, connect, run_id, tool_key
+from .steps import attach_steps
 
 _BREAKDOWN = ("mode", "similarity", "reward", "call", "style", "tool_match", "components", "format_error", "error",
               "fallback")
@@ -160,8 +161,6 @@ class StoreWriter:
     def close(self) -> None:
         self.flush()
         if self.steps is not None:
-            from .importers import attach_steps
-
             attach_steps(self.conn, self.steps)
         if self.own:
             self.conn.close()
