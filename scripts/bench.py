@@ -302,6 +302,7 @@ def bench_train(args) -> dict:
     sys.path.insert(0, str(ROOT))
     from transformers import AutoTokenizer
 
+    from srl_agent.jsonl import read_jsonl
     from srl_agent.models import resolve_model
     from srl_agent.prepare import prepare
     from srl_agent.rewards import srl_reward
@@ -320,7 +321,7 @@ def bench_train(args) -> dict:
                   overrides={"sft.max_steps": args.warmup_steps, "sft.disable_tqdm": True})
         s = train_srl(tmp / "steps.jsonl", tmp / "srl", model=tmp / "sft", recipe=recipe,
                       overrides={"grpo.max_steps": args.steps, "grpo.disable_tqdm": True})
-        log = [json.loads(line) for line in (tmp / "srl" / "rewards.jsonl").read_text().splitlines()]
+        log = [record for _, record in read_jsonl(tmp / "srl" / "rewards.jsonl")]
         rows = read_steps(tmp / "steps.jsonl")
     # Upper bound: every completion valid. Score the expert's actions as completions, as many per step as the run scored.
     reward = srl_reward(**recipe["reward"])

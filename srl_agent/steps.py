@@ -7,13 +7,13 @@ at k, as canonical text and structured, with the expert's thought kept for SFT.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .actions import render
+from .jsonl import read_jsonl
 from .prompts import ISSUE_TEMPLATE, OMITTED_TEMPLATE, SYSTEM_PROMPT
 from .schema import Trajectory
 
@@ -124,13 +124,9 @@ def read_step_file(path: str | Path, check: Callable[[dict[str, Any]], Any]) -> 
     """Rows of a step-instance file (``srl-agent prepare`` output) with what ``check(row)`` makes of each.
 
     ``check`` raises KeyError / TypeError / ValueError for a row it cannot use; that, like invalid
-    JSON, becomes one ValueError naming the file and line."""
-    with Path(path).open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                yield row, check(row)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a step instance ({type(e).__name__}: {e})") from None
+    JSON (``JsonlError``), becomes a ValueError naming the file and line."""
+    for line_no, row in read_jsonl(path):
+        try:
+            yield row, check(row)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{path}:{line_no}: not a step instance ({type(e).__name__}: {e})") from None

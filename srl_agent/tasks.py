@@ -16,13 +16,14 @@ which builds on this module and never the other way round.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .jsonl import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_DIR = ROOT / "environments"
@@ -197,5 +198,5 @@ def progress_bar(enabled: bool):
 def load_dataset(path: Path | str | None = None) -> list[dict[str, Any]]:
     """The rows of a dataset file written by ``images.write_dataset``."""
     path = Path(path) if path else ENV_DIR / "tasks.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 

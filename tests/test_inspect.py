@@ -20,6 +20,7 @@ import pytest
 
 from srl_agent.actions import render
 from srl_agent.inspector.sample import sample_completions
+from srl_agent.jsonl import read_jsonl
 from srl_agent.schema import ToolCall
 
 SRL_AGENT = Path(sys.executable).with_name("srl-agent")
@@ -30,7 +31,7 @@ POSITIONS = [(0, 0), (1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, 49), (50, 10
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

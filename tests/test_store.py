@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from srl_agent.inspector.sample import scored_run
+from srl_agent.jsonl import read_jsonl
 from srl_agent.rewards import srl_reward
 from srl_agent.store import StoreError, StoreWriter, connect, export, import_eval, open_run
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import JsonlError, read_jsonl
 from ..schema import _test_list
 
 BUNDLED = Path(__file__).resolve().parents[2] / "environments" / "tasks.jsonl"
@@ -84,16 +85,12 @@ def missing_for_scoring(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{path}:{n}: not JSON: {e.msg}") from None
-        return rows
+        try:
+            return [row for _, row in read_jsonl(path)]
+        except JsonlError as e:
+            raise DatasetError(str(e)) from None
+    text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

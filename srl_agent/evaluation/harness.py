@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import JsonlError, read_jsonl
 from .data import DatasetError, missing_for_scoring, write_rows
 
 LOG_DIR = Path("logs") / "run_evaluation"  # swebench.harness.constants.RUN_EVALUATION_LOG_DIR, relative to cwd
@@ -27,11 +28,13 @@ class ScoringError(RuntimeError):
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
     """Predictions from ``.jsonl`` or ``.json`` (a list, or swebench's {instance_id: prediction})."""
-    text = Path(path).read_text(encoding="utf-8")
     if Path(path).suffix == ".jsonl":
-        preds = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            preds = [p for _, p in read_jsonl(path)]
+        except JsonlError as e:
+            raise DatasetError(str(e)) from None
     else:
-        data = json.loads(text)
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
         preds = list(data.values()) if isinstance(data, dict) else data
     for n, p in enumerate(preds):
         if not isinstance(p, dict) or not isinstance(p.get("instance_id"), str) or "model_patch" not in p:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..actions import render
+from ..jsonl import read_jsonl
 from ..rewards.perturb import perturbations
 from ..schema import ToolCall
 
@@ -63,7 +64,7 @@ def scored_run(folder: str | Path, trajectories: str | Path | None = None, **sco
     folder = Path(folder)
     steps = folder / "steps.jsonl"
     prepare([str(trajectories or BUNDLED)], steps)
-    rows = [json.loads(line) for line in steps.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [row for _, row in read_jsonl(steps)]
     completions = folder / "completions.jsonl"
     completions.write_text("".join(json.dumps(r) + "\n" for r in sample_completions(rows)), encoding="utf-8")
     summary = score_file(steps, completions, folder / "scored.jsonl", **score_options)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import JsonlError, read_jsonl
 from ..schema import Trajectory
 
 
@@ -120,14 +121,11 @@ def iter_file_records(path: Path) -> Iterator[Record]:
     it is one transcript (``_is_one_record``); anything else is one record."""
     name = str(path)
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield Record(name, lineno, json.loads(line))
-                except json.JSONDecodeError as e:
-                    yield Record(name, lineno, error=ReadError(f"invalid JSON: {e.msg}", file=name, record=lineno, reason="invalid JSON"))
+        for lineno, value in read_jsonl(path, errors="yield"):
+            if isinstance(value, JsonlError):
+                yield Record(name, lineno, error=ReadError(f"invalid JSON: {value.msg}", file=name, record=lineno, reason="invalid JSON"))
+            else:
+                yield Record(name, lineno, value)
         return
     try:
         text = path.read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..jsonl import JsonlError, read_jsonl
 from ..steps import read_step_file
 from .step_reward import DEFAULT_MODE, StepReward
 
@@ -74,21 +75,21 @@ def score_file(
     rewards: list[float] = []
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with Path(completions_path).open(encoding="utf-8") as fh, out_path.open("w", encoding="utf-8") as out:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with out_path.open("w", encoding="utf-8") as out:
+        for line_no, row in read_jsonl(completions_path, errors="yield"):
             rows_read += 1
             if progress is not None:
                 progress(rows_read)
             where = f"{completions_path}:{line_no}"
             try:
-                row = json.loads(line)
+                if isinstance(row, JsonlError):
+                    raise row
                 key = (str(row["instance_id"]), int(row["step_index"]))
                 completion = row["completion"]
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError) as e:
                 skipped["unreadable_row"] += 1
-                _note(problems, f"{where}: unreadable completion row ({type(e).__name__}: {e})")
+                why = f"not JSON: {e.msg}" if isinstance(e, JsonlError) else f"{type(e).__name__}: {e}"
+                _note(problems, f"{where}: unreadable completion row ({why})")
                 continue
             step, reason = _find_step(steps.get(key, []), row)
             if step is None:
