@@ -295,12 +295,12 @@ def parse_output(record: dict, source: str) -> Trajectory:
     )
 
 
-def _is_completion(r: Any) -> bool:
+def _is_completion_log(r: Any) -> bool:
     return isinstance(r, dict) and isinstance(r.get("response"), dict) and ("messages" in r or "kwargs" in r)
 
 
-@register("openhands-completion", _is_completion, "OpenHands llm_completions log: LM input messages + response")
-def parse_completion(record: dict, source: str) -> Trajectory:
+@register("openhands-completion", _is_completion_log, "OpenHands llm_completions log: LM input messages + response")
+def parse_completion_log(record: dict, source: str) -> Trajectory:
     messages = require(record, "messages", list)
     try:
         final = record["response"]["choices"][0]["message"]
