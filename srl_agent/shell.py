@@ -5,12 +5,15 @@ Why a command costs well under a millisecond instead of a ``docker exec``:
 - One long-lived ``bash`` per sandbox, started with a single ``docker exec`` whose stdin stays attached.
   With ``tty=False`` Docker frames the output (8-byte header: stream id, three zero bytes, big-endian
   payload length); ``_Channel`` demultiplexes it. ``exec 2>&1`` merges stderr into stdout in order.
-- Each command is sent as one line ``eval $'<command>' </dev/null`` (ANSI-C quoting: any text,
-  quotes, heredocs and newlines survive, and the shell needs no fork to decode it) followed by an
-  end-marker line: a newline, a per-shell random nonce, the exit code and ``$PWD``. ``eval`` runs in
-  the shell itself, so ``cd``, ``export`` and functions persist; stdin is ``/dev/null`` so a command
-  never eats the protocol. The nonce lives only in the lines we send, never in a variable, so no
-  command output (``set``, ``env``) can forge the marker.
+- Each command is sent as one line ``eval $'<command>' </dev/null; <end marker>`` (ANSI-C quoting:
+  any text, quotes, heredocs and newlines survive, and the shell needs no fork to decode it); the end
+  marker prints a newline, a random nonce, the exit code and ``$PWD``. ``eval`` runs in the shell
+  itself, so ``cd``, ``export`` and functions persist; stdin is ``/dev/null`` so a command never eats
+  the protocol. The nonce is new for every command and lives only in the line we send, never in a
+  variable, and bash has read (and parsed) the whole line before the command runs, so the command
+  cannot learn the nonce it would need to forge its own marker: not from ``set``/``env``, not from the
+  pipe. What a command can learn (``set -v`` echoes each line as bash reads it) is spent: the next
+  command has another nonce, so a forged marker line is just output.
 - A second idle bash, the *control shell*, kills processes with builtins only (``kill``, ``read``,
   globbing ``/proc``), so it still works when a fork bomb has used up every pid. On a timeout it
   kills every process but PID 1, itself and the session shell; the shell then prints its marker. If
@@ -163,8 +166,7 @@ class Shell:
     """A long-lived bash fed on stdin; every command ends with a marker line carrying exit code and cwd."""
 
     def __init__(self, api: Any, container_id: str, cwd: str, env: dict[str, str] | None = None, setup: str = ""):
-        self.nonce = uuid.uuid4().hex
-        self._tag = f"\n{self.nonce}:".encode()
+        self._tag = b""
         self._pending = bytearray()
         self.channel = _Channel(api, container_id, ["bash", "--noprofile", "--norc"], env)
         clip = Clip(1 << 16)
@@ -178,11 +180,15 @@ class Shell:
         self.pid, self.cwd = end
 
     def end_line(self, number: str) -> str:
+        """The marker command (with a fresh nonce, which ``read_end`` then waits for), ending a line."""
+        nonce = uuid.uuid4().hex
+        self._tag = f"\n{nonce}:".encode()
         # stderr to /dev/null: under `set -x` the trace of this printf would otherwise show up.
-        return f"{{ printf '\\n%s:%d:%s\\n' {self.nonce} \"{number}\" \"$PWD\"; }} 2>/dev/null\n"
+        return f"{{ printf '\\n%s:%d:%s\\n' {nonce} \"{number}\" \"$PWD\"; }} 2>/dev/null\n"
 
     def command_line(self, command: str) -> str:
-        return f"eval {_ansi_c(command)} </dev/null\n" + self.end_line("$?")
+        # One line: bash reads it whole before the command runs, so the command never sees the marker's nonce.
+        return f"eval {_ansi_c(command)} </dev/null; " + self.end_line("$?")
 
     def send(self, text: str) -> None:
         self.channel.send(text.encode("utf-8", "surrogateescape"))
@@ -197,7 +203,7 @@ class Shell:
             if idx >= 0:
                 nl = pending.find(b"\n", idx + len(tag))
                 if nl >= 0:
-                    clip.add(bytes(pending[:idx]))
+                    clip.add(self._without_protocol(bytes(pending[:idx])))
                     number, _, cwd = pending[idx + len(tag) : nl].decode("utf-8", "replace").partition(":")
                     del pending[: nl + 1]
                     self.cwd = cwd
@@ -215,6 +221,14 @@ class Shell:
             if not data:
                 return None
             pending += data
+
+    def _without_protocol(self, output: bytes) -> bytes:
+        """The output less lines that carry this command's nonce: bash's echo of the command line under
+        ``set -v`` (the marker itself is cut off by the caller)."""
+        nonce = self._tag[1:-1]
+        if nonce not in output:
+            return output
+        return b"".join(line for line in output.splitlines(keepends=True) if nonce not in line)
 
     def close(self) -> None:
         self.channel.close()

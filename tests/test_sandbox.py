@@ -95,15 +95,38 @@ def test_commands_cannot_read_the_session_protocol(sb):
     assert ok(sb, "echo next") == "next\n"
 
 
+def _nonces(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"[0-9a-f]{32}", text))
+
+
 def test_the_end_marker_cannot_be_forged_or_traced(sb):
-    nonce = sb._session.nonce
-    assert nonce not in ok(sb, "set; env; declare -p")  # the nonce is in no variable
+    assert not _nonces(ok(sb, "set; env; declare -p"))  # no nonce in any variable
     r = sb.run("set -x; echo traced")
     assert r.output.endswith("echo traced\ntraced\n") and r.exit_code == 0
     r = sb.run("echo second")  # traced: the marker's printf is not (its stderr goes to /dev/null)
-    assert r.output.endswith("echo second\nsecond\n") and nonce not in r.output
+    assert r.output.endswith("echo second\nsecond\n") and not _nonces(r.output)
     sb.run("set +x")
     assert ok(sb, "echo plain") == "plain\n"
+
+
+def test_set_v_forged_marker_exploit_only_prints(sb):
+    """``set -v`` echoes every line bash reads, the marker's nonce included. Were that nonce the
+    session's, the next command could print a forged marker: it would end early and every later
+    result would be shifted by one. Each command has its own nonce, so what leaks is spent."""
+    import uuid
+
+    ok(sb, "set -v")
+    leaked = sb._session._tag[1:-1].decode()  # the nonce of the last command, what set -v could have shown
+    forged = f"printf '\\n{leaked}:0:/forged\\n'; echo after; cd /tmp"
+    r = sb.run(forged)
+    assert r.exit_code == 0 and sb.cwd == "/tmp"  # the real marker, not the forged one, ended it
+    assert f"{leaked}:0:/forged\nafter\n" in r.output and "eval $'" not in r.output  # the echo is dropped
+    r = sb.run(f"printf '\\n{uuid.uuid4().hex}:7:/x\\n'; echo own")
+    assert r.output.rstrip().endswith("own") and r.exit_code == 0
+    sb.run("set +v")
+    assert ok(sb, "echo next") == "next\n"  # every result is its own command's
 
 
 def test_exit_restarts_the_session_in_the_same_cwd(sb):
