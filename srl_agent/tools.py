@@ -19,6 +19,7 @@ from .sandbox import Sandbox
 from .schema import ToolCall
 
 NO_OUTPUT = "Your command ran successfully and did not produce any output."
+NUL_COMMAND = "Your bash command contains a NUL character, which bash cannot run; it was not run."
 SYNTAX_ERROR = "Your bash command has a syntax error and was not run. `bash -n` says:\n{errors}"
 TIMEOUT_NOTE = ("The command '{command}' was cancelled because it took more than {timeout:g} seconds. "
                 "Please try a different command that completes more quickly.")
@@ -58,7 +59,12 @@ class Tools:
     def bash(self, command: str) -> str:
         # Parsed first, as SWE-agent does: a command that cannot parse (an unbalanced quote) would
         # otherwise take the session's end-of-command marker into its error message.
-        check = self.sandbox.run(f"bash -n -c {shlex.quote(command)}", timeout=self.timeout)
+        # A bash command cannot hold a NUL byte: say so rather than fail the episode.
+        if "\0" in command:
+            return NUL_COMMAND
+        # The text goes to `bash -n` as a here-string, not an argument, so no length limit applies
+        # (one argument may hold 128 KiB at most: "Argument list too long").
+        check = self.sandbox.run(f"bash -n <<< {shlex.quote(command)}", timeout=self.timeout)
         if check.exit_code != 0 and not check.timed_out:
             return SYNTAX_ERROR.format(errors=check.output.strip())
         result = self.sandbox.run(command, timeout=self.timeout)
@@ -83,6 +89,8 @@ class Tools:
             known = ("command", "path", "file_text", "old_str", "new_str", "insert_line", "view_range")
             if not isinstance(args.get("command"), str) or not isinstance(args.get("path"), str):
                 return "Parameters `command` and `path` are required for the str_replace_editor tool"
+            if "\0" in args["path"]:
+                return "The path contains a NUL character; no file has such a name."
             return self.str_replace_editor(**{k: args[k] for k in known if k in args})
         if call.name == "submit":
             return self.submit()

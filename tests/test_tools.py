@@ -15,6 +15,8 @@ from srl_agent.sandbox import Sandbox, SandboxConfig
 from srl_agent.schema import ToolCall
 from srl_agent.tools import NO_OUTPUT, REVIEW, REVIEW_INSERT, Tools
 
+from .conftest import require_shared
+
 
 @pytest.fixture(scope="module")
 def sandbox(repo_image, run_label, docker_client):
@@ -235,6 +237,22 @@ def test_a_command_that_cannot_parse_is_not_run(sandbox):
     assert tools.bash("echo 'fine'") == "fine"
 
 
+def test_a_command_with_a_nul_byte_gets_an_error_observation(sandbox):
+    tools = Tools(sandbox, timeout=5)
+    assert "NUL" in tools.bash("echo a\0b")
+    assert "NUL" in tools.execute(ToolCall("str_replace_editor", {"command": "view", "path": "/testbed\0/x"}))
+    assert tools.bash("echo still") == "still"
+
+
+def test_a_command_over_128_kib_runs(sandbox):
+    """One execve argument holds 128 KiB at most; the command never travels as one."""
+    tools = Tools(sandbox, timeout=30)
+    payload = "x" * 200_000
+    assert tools.bash(f"printf %s {payload} | wc -c") == "200000"
+    lines = "".join(f"line {i}\n" for i in range(20_000))
+    assert tools.bash(f"cat > /tmp/big <<'EOF'\n{lines}EOF\nwc -l < /tmp/big") == "20000"
+
+
 def test_submit_returns_the_diff(tools):
     tools.str_replace_editor("str_replace", "/testbed/calc/ops.py", old_str="a * b", new_str="b * a")
     tools.bash("echo x > /testbed/extra.txt")
@@ -273,7 +291,7 @@ def test_replay_matches_recorded_swe_agent_observations(tools, shared_data):
 
     paths = sorted((shared_data / "swesmith").glob("trajectories~*.traj"))
     if not paths:
-        pytest.skip("no SWE-smith .traj file in the shared data")
+        require_shared(shared_data / "swesmith" / "trajectories~*.traj")  # no such file: skips, or fails in CI
     trajectory = read_file(paths[0])
     trajectory = trajectory[0] if isinstance(trajectory, list) else trajectory
     target = "/testbed/pandas/core/indexes/base.py"
