@@ -9,14 +9,27 @@ import pytest
 from srl_agent.sandbox import LABELS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "trajectories"
+# The public data beside the checkout (../shared). SRL_SHARED_DIR points elsewhere, e.g. at a missing
+# folder to see what SRL_REQUIRE_SHARED does without the data.
+SHARED_ROOT = Path(os.environ.get("SRL_SHARED_DIR") or ROOT.parent / "shared")
+SHARED = SHARED_ROOT / "data" / "trajectories"
+
+
+def require_shared(path: Path = SHARED) -> Path:
+    """``path`` (under ``SHARED_ROOT``) if it exists. Otherwise the calling test skips, or fails with
+    SRL_REQUIRE_SHARED set (CI), so a missing data copy cannot pass as green. Called at module level it
+    skips the module, or errors its collection."""
+    if path.exists():
+        return path
+    problem = f"the public data is not beside the checkout: {path} is missing"
+    if os.environ.get("SRL_REQUIRE_SHARED"):
+        pytest.fail(f"SRL_REQUIRE_SHARED is set but {problem}", pytrace=False)
+    pytest.skip(problem, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip(f"the public trajectories are not beside the checkout ({SHARED})")
-    return SHARED
+    return require_shared(SHARED)
 
 
 # ---------------------------------------------------------------- the tiny model after an SFT warm-up

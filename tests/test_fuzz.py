@@ -43,7 +43,8 @@ def test_render_then_parse_is_identity(call):
 
 
 def _samples():
-    """One small real record of every file that holds trajectories."""
+    """One small real record of every file that holds trajectories (none without the shared data: the
+    tests that use them ask for ``shared_data``, which skips or fails then)."""
     out = []
     if not SHARED.is_dir():
         return out
@@ -80,9 +81,7 @@ junk = st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.int
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_mangled_records_fail_cleanly(data):
-    if not SAMPLES:
-        return
+def test_mangled_records_fail_cleanly(shared_data, data):
     name, record = data.draw(st.sampled_from(SAMPLES), label="file")
     locs = [loc for loc in _locations(record) if loc]
     loc = data.draw(st.sampled_from(locs), label="location")
@@ -103,9 +102,7 @@ def test_mangled_records_fail_cleanly(data):
     json.dumps(traj.to_dict())  # whatever was read is still valid schema
 
 
-def test_fuzzing_covers_the_formats():
-    if not SHARED.is_dir():
-        return
+def test_fuzzing_covers_the_formats(shared_data):
     fmts = {parse_record(r, n).source_format.split(":")[0] for n, r in SAMPLES}
     assert fmts >= {"sweagent", "swesmith", "minisweagent", "nebius", "openhands-events", "openhands-output",
                     "openhands-completion"}

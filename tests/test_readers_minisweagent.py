@@ -13,10 +13,9 @@ import pytest
 from srl_agent.readers import ReadError, ReadReport, detect_format, read_file, read_trajectories
 from srl_agent.readers.base import iter_file_records
 
-from .conftest import SHARED as DATA
+from .conftest import require_shared
 
-if not DATA.is_dir():
-    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
+DATA = require_shared()
 FILES = sorted((DATA / "minisweagent").glob("*.traj.json")) + sorted(
     (DATA / "minisweagent/verified").glob("*.traj.json")
 )

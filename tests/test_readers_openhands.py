@@ -11,11 +11,9 @@ import pytest
 
 from srl_agent.readers import ReadError, ReadReport, detect_format, read_file, read_trajectories
 
-from .conftest import SHARED as DATA
+from .conftest import SHARED, require_shared
 
-if not DATA.is_dir():
-    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
-OH = DATA / "openhands"
+OH = require_shared(SHARED / "openhands")
 
 # OpenHands action -> our tool. Actions outside this table (message, think, recall, system, ...) are no step.
 ACTION_TOOL = {
@@ -43,12 +41,6 @@ FILES = {
     "verified_claude35/django__django-11133.final_llm_completion.json": ("openhands-completion", 1),
     "verified_claude35/metadata.json": (None, 1),
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _data():
-    if not OH.is_dir():
-        pytest.skip(f"shared trajectories not found at {OH}")
 
 
 def rows(path: Path) -> list:

@@ -12,10 +12,9 @@ import yaml
 
 from srl_agent.readers import ReadError, ReadReport, detect_format, read_file, read_trajectories
 
-from .conftest import SHARED as DATA
+from .conftest import require_shared
 
-if not DATA.is_dir():
-    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
+DATA = require_shared()
 TRAJ_FILES = sorted((DATA / "sweagent").glob("*.traj")) + sorted((DATA / "swesmith").glob("*.traj"))
 DEMO_FILES = sorted((DATA / "sweagent").glob("*demo*.yaml"))
 ALL_FILES = TRAJ_FILES + DEMO_FILES

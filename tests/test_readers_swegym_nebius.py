@@ -12,22 +12,15 @@ import pytest
 
 from srl_agent.readers import ReadError, ReadReport, detect_format, parse_record, read_file, read_trajectories
 
-from .conftest import SHARED as DATA
+from .conftest import require_shared
 
-if not DATA.is_dir():
-    pytest.skip(f"the public trajectories are not beside the checkout ({DATA})", allow_module_level=True)
-SWEGYM = DATA / "hf_samples/SWE-Gym_OpenHands-Sampled-Trajectories.sample_raw.json"
-NEBIUS = DATA / "hf_samples/nebius_SWE-agent-trajectories.sample_raw.json"
+DATA = require_shared()
+SWEGYM = require_shared(DATA / "hf_samples/SWE-Gym_OpenHands-Sampled-Trajectories.sample_raw.json")
+NEBIUS = require_shared(DATA / "hf_samples/nebius_SWE-agent-trajectories.sample_raw.json")
 
 TOOL = {"execute_bash": "bash", "str_replace_editor": "str_replace_editor", "finish": "submit"}
 LEGACY = {"open", "edit", "goto", "create", "scroll_up", "scroll_down", "find_file", "search_dir", "search_file"}
 LAST_BLOCK = re.compile(r"^```[^\n]*\n(.*?)\n^```", re.S | re.M)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _data():
-    if not (SWEGYM.is_file() and NEBIUS.is_file()):
-        pytest.skip(f"shared hub samples not found under {DATA}")
 
 
 def swegym_rows() -> list[dict]:
