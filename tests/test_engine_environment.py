@@ -197,3 +197,34 @@ def test_the_pool_takes_the_engine_from_docker_host(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": where},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "no-engine.sock" in done.stderr
+
+
+def test_environments_never_closed_give_their_slots_back_when_collected(images, docker_client, run_label):
+    """Two environments dropped mid-episode once held a two-slot pool for good: every later episode
+    waited out the pool's wait and failed."""
+    import gc
+
+    key, value = run_label.split("=", 1)
+    with SandboxPool(2, client=docker_client, labels={key: value}, wait_seconds=5) as pool:
+        for _ in range(2):
+            SWEEnvironment(pool).reset(**ROWS[LEAP])  # dropped at once, never closed
+        gc.collect()
+        env = SWEEnvironment(pool)
+        env.reset(**ROWS[MERGE])
+        assert not env.done and pool.open == 1 and pool.stats.removed == 2
+        env.close()
+
+
+def test_pool_close_removes_sandboxes_still_out(images, docker_client, run_label):
+    import docker
+
+    key, value = run_label.split("=", 1)
+    pool = SandboxPool(1, client=docker_client, labels={key: value})
+    sandbox = pool.acquire(ROWS[LEAP])
+    cid = sandbox.container.id
+    pool.close()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(cid)
+    assert pool.open == 0
+    pool.release(sandbox)  # an episode finishing late: nothing to do, no slot freed twice
+    assert pool.open == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+import weakref
 from typing import Any
 
 from ..prompts import ISSUE_TEMPLATE
@@ -42,6 +43,7 @@ class SandboxEnvironment:
         self.grade, self.snapshots = grade, snapshots
         self.sandbox: Any = None
         self.tools: Any = None
+        self._lease: Any = None
 
     def start(self, episode: EpisodeRecord) -> None:
         """A sandbox of the episode's task at its base commit; a failure ends the episode (``error``)."""
@@ -49,6 +51,8 @@ class SandboxEnvironment:
 
         try:
             self.sandbox = self.pool.acquire(episode.task)
+            # An environment dropped without finish/close must not hold its pool slot for ever.
+            self._lease = weakref.finalize(self, _reclaim, self.pool, self.sandbox)
             self.tools = Tools(self.sandbox, timeout=self.config.command_timeout)
             episode.container["reused"] = self.sandbox.episodes > 0
             self.sandbox.episodes += 1
@@ -96,7 +100,7 @@ class SandboxEnvironment:
                 episode.exit_status, episode.error = ERROR, f"diff: {type(e).__name__}: {e}"
                 broken = True
         # The pool's hygiene check asks the engine for the container's changes (~0.4 s): in parallel with grading.
-        sandbox, self.sandbox, self.tools = self.sandbox, None, None
+        sandbox = self._take()
         checked: dict[str, Any] = {}
         release = threading.Thread(target=lambda: checked.update(changed=self.pool.release(sandbox, broken=broken)),
                                    name="srl-agent-release", daemon=True)
@@ -140,8 +144,23 @@ class SandboxEnvironment:
         """Give an unfinished episode's sandbox back: as broken (a crashed driver), or through the pool's
         hygiene check (``broken=False``: an episode abandoned ungraded)."""
         if self.sandbox is not None:
-            sandbox, self.sandbox, self.tools = self.sandbox, None, None
-            self.pool.release(sandbox, broken=broken)
+            self.pool.release(self._take(), broken=broken)
+
+    def _take(self) -> Any:
+        """The sandbox, no longer this environment's (its lease ends)."""
+        sandbox, self.sandbox, self.tools = self.sandbox, None, None
+        if self._lease is not None:
+            self._lease.detach()
+            self._lease = None
+        return sandbox
+
+
+def _reclaim(pool: SandboxPool, sandbox: Any) -> None:
+    """The garbage collector's last word on a lease: the sandbox goes back broken (removed)."""
+    try:
+        pool.release(sandbox, broken=True)
+    except Exception:  # at interpreter exit the engine may be gone; the atexit hook removes containers
+        pass
 
 
 class SWEEnvironment:

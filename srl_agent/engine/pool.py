@@ -73,6 +73,7 @@ class SandboxPool:
         self.client = client
         self.stats = PoolStats()
         self._idle: dict[tuple, list[Sandbox]] = defaultdict(list)  # oldest first
+        self._out: set[Sandbox] = set()  # handed out, not back yet: close() removes these too
         self._open = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -106,7 +107,7 @@ class SandboxPool:
                 reuse.reset()
                 self.stats.reused += 1
                 self.stats.reset_seconds += time.perf_counter() - start
-                return reuse
+                return self._lend(reuse)
             except Exception:  # a broken container: replace it in the same slot
                 self._remove(reuse)
         return self._start(row)
@@ -123,12 +124,25 @@ class SandboxPool:
             raise
         self.stats.created += 1
         self.stats.start_seconds += time.perf_counter() - start
-        return sandbox
+        return self._lend(sandbox)
+
+    def _lend(self, sandbox: Sandbox) -> Sandbox:
+        with self._cond:
+            if not self._closed:
+                self._out.add(sandbox)
+                return sandbox
+        self._remove(sandbox)  # the pool closed while it was being made ready
+        raise RuntimeError("the sandbox pool is closed")
 
     def release(self, sandbox: Sandbox, *, broken: bool = False) -> list[str]:
         """Give a sandbox back: kept warm for the next episode of its image, or removed (fresh mode,
         ``broken``, a closed pool, or changed outside the work tree). Returns the paths that were changed
         outside the work tree and the scratch dirs (first few), which made it go."""
+        with self._cond:
+            if sandbox not in self._out:  # close() already removed it and freed its slot
+                sandbox.close()
+                return []
+            self._out.discard(sandbox)
         changed: list[str] = []
         if self.warm and not broken and not self._closed:
             start = time.perf_counter()
@@ -162,14 +176,15 @@ class SandboxPool:
         return self._open
 
     def close(self) -> None:
-        """Remove every idle sandbox; sandboxes still out are removed when they come back."""
+        """Remove every sandbox, idle or still out (an episode still using one sees it fail)."""
         with self._cond:
             self._closed = True
-            idle = [s for v in self._idle.values() for s in v]
+            doomed = [s for v in self._idle.values() for s in v] + list(self._out)
             self._idle.clear()
-            self._open -= len(idle)
+            self._out.clear()
+            self._open -= len(doomed)
             self._cond.notify_all()
-        for sandbox in idle:
+        for sandbox in doomed:
             self._remove(sandbox)
         if self._own_client:
             self.client.close()
