@@ -404,11 +404,11 @@ def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
     from transformers import AutoTokenizer
 
     from srl_agent.actions import render
+    from srl_agent.engine import SandboxPool
     from srl_agent.models import resolve_model
     from srl_agent.prompts import SYSTEM_PROMPT
-    from srl_agent.engine import SandboxPool
-    from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
     from srl_agent.schema import ToolCall
+    from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(None))
     tokens = ConversationTokens(tokenizer, SYSTEM_PROMPT)

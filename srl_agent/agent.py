@@ -19,8 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions import render
-from .engine import (ERROR, FORMAT_ERRORS, STEP_LIMIT, SUBMITTED, EpisodeConfig, EpisodeRecord, SandboxEnvironment,
-                     SandboxPool, run_episodes)
+from .engine import (
+    ERROR,
+    FORMAT_ERRORS,
+    STEP_LIMIT,
+    SUBMITTED,
+    EpisodeConfig,
+    EpisodeRecord,
+    SandboxEnvironment,
+    SandboxPool,
+    run_episodes,
+)
 from .policy import Policy
 from .steps import StepConfig, Truncator, issue_turn, prompt_messages
 

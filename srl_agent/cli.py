@@ -115,7 +115,8 @@ def env_dataset(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Write the dataset: builds missing images, then derives PASS_TO_PASS from real runs."""
-    from .tasks import PackError, write_dataset
+    from .images import write_dataset
+    from .tasks import PackError
 
     try:
         summary = write_dataset(out, progress=not as_json)

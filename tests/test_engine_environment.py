@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from srl_agent.engine import EpisodeConfig, PoolExhausted, SandboxPool, SWEEnvironment
 from srl_agent.readers import read_file
 from srl_agent.replay import trajectory_path
-from srl_agent.engine import EpisodeConfig, PoolExhausted, SandboxPool, SWEEnvironment
 from srl_agent.schema import ToolCall
 from srl_agent.tasks import load_dataset
 from srl_agent.tools import NO_OUTPUT

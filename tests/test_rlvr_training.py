@@ -18,13 +18,13 @@ import sys
 import pytest
 
 from srl_agent.actions import render
+from srl_agent.engine import SandboxPool
 from srl_agent.prompts import SYSTEM_PROMPT
 from srl_agent.readers import read_file
 from srl_agent.replay import trajectory_path
-from srl_agent.engine import SandboxPool
-from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
 from srl_agent.steps import StepConfig, Truncator, issue_turn
 from srl_agent.tasks import load_dataset
+from srl_agent.train.rollouts import ConversationTokens, RolloutConfig, run_rollouts
 
 LEAP = "gweis__isodate.0.7.2.leap-year-centuries"
 GET_IN = "pytoolz__toolz.1.0.0.get-in-list-index"

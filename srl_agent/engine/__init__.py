@@ -13,8 +13,25 @@
 from .environment import EPISODE_OVER, SandboxEnvironment, SWEEnvironment
 from .loop import Driver, Environment, read_action, run_episodes
 from .pool import PoolExhausted, SandboxPool
-from .records import (BROKEN, EMPTY_PATCH, ERROR, EXIT_STATUSES, FORMAT_ERRORS, LENGTH, RESOLVED, RUNNING, STEP_LIMIT,
-                      STOPPED, SUBMITTED, TIMEOUT, UNGRADED, UNRESOLVED, EpisodeConfig, EpisodeRecord, StepRecord)
+from .records import (
+                      BROKEN,
+                      EMPTY_PATCH,
+                      ERROR,
+                      EXIT_STATUSES,
+                      FORMAT_ERRORS,
+                      LENGTH,
+                      RESOLVED,
+                      RUNNING,
+                      STEP_LIMIT,
+                      STOPPED,
+                      SUBMITTED,
+                      TIMEOUT,
+                      UNGRADED,
+                      UNRESOLVED,
+                      EpisodeConfig,
+                      EpisodeRecord,
+                      StepRecord,
+)
 
 __all__ = ["BROKEN", "EMPTY_PATCH", "EPISODE_OVER", "ERROR", "EXIT_STATUSES", "FORMAT_ERRORS", "LENGTH", "RESOLVED",
            "RUNNING", "STEP_LIMIT", "STOPPED", "SUBMITTED", "TIMEOUT", "UNGRADED", "UNRESOLVED", "Driver",

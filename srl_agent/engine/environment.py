@@ -24,8 +24,19 @@ from typing import Any
 from ..prompts import ISSUE_TEMPLATE
 from ..schema import ToolCall
 from .pool import SandboxPool
-from .records import (BROKEN, EMPTY_PATCH, ERROR, RESOLVED, RUNNING, STOPPED, UNGRADED, UNRESOLVED, EpisodeConfig,
-                      EpisodeRecord, StepRecord)
+from .records import (
+    BROKEN,
+    EMPTY_PATCH,
+    ERROR,
+    RESOLVED,
+    RUNNING,
+    STOPPED,
+    UNGRADED,
+    UNRESOLVED,
+    EpisodeConfig,
+    EpisodeRecord,
+    StepRecord,
+)
 
 EPISODE_OVER = "The episode is over ({status}); no more tool calls are run."
 EDITS = ("create", "str_replace", "insert", "undo_edit")

@@ -100,8 +100,8 @@ def _run_batch(rows, driver, environment, config: EpisodeConfig, style: str) -> 
                         answers[i] = FORMAT_ERROR_TEMPLATE.format(reason=reason, message=message)
                     else:
                         calls[i] = (parsed.call, parsed.thought, action)
-            ran = workers.map(lambda i: envs[i].execute(episodes[i], calls[i][0], thought=calls[i][1],
-                                                       response=calls[i][2]), list(calls))
+            ran = workers.map(lambda i, call: envs[i].execute(episodes[i], call[0], thought=call[1], response=call[2]),
+                              list(calls), list(calls.values()))
             answers.update(zip(calls, ran, strict=True))
             for i in active:
                 if episodes[i].running and observe is not None and i in answers:

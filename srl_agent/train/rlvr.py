@@ -62,8 +62,8 @@ class RLVRTrainer(GRPOTrainer):
     def rollout(self, prompts: list) -> dict[str, Any]:
         from trl.models.utils import unwrap_model_for_generation
 
-        from .rollouts import TransformersGenerator, run_rollouts
         from ..steps import Truncator
+        from .rollouts import TransformersGenerator, run_rollouts
 
         if len(prompts) != len(self._inputs):
             raise TrainError(f"rollout got {len(prompts)} prompts for {len(self._inputs)} rows")
@@ -137,11 +137,11 @@ def train_rlvr(
     """
     from datasets import Dataset
 
+    from ..engine import SandboxPool
     from ..images import ensure_images
     from ..models import resolve_model
-    from ..engine import SandboxPool
-    from .rollouts import RolloutConfig
     from ..steps import issue_turn
+    from .rollouts import RolloutConfig
 
     recipe = resolve_recipe(recipe, overrides)
     rlvr = recipe.get("rlvr") or {}
