@@ -220,3 +220,24 @@ def pytest_sessionfinish(session, exitstatus):
         print(f"\nFAILED: {len(left)} srl-agent container(s) outlived the test session: "
               f"{[(c.short_id, c.labels) for c in left]}")
         session.exitstatus = 1
+
+
+# ---------------------------------------------------------------- the bundled task images and a warm pool
+@pytest.fixture(scope="session")
+def images(docker_client):
+    """Every bundled task's image (existing tags are skipped)."""
+    from srl_agent.images import build_images
+
+    build_images(client=docker_client, progress=False)
+
+
+@pytest.fixture
+def pool(images, docker_client, run_label):
+    """A two-sandbox warm pool on the bundled images, its containers tagged with this session's label;
+    every sandbox must be back when the test ends."""
+    from srl_agent.engine import SandboxPool
+
+    key, value = run_label.split("=", 1)
+    with SandboxPool(2, client=docker_client, labels={key: value}) as p:
+        yield p
+    assert p.open == 0

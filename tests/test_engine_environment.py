@@ -20,21 +20,6 @@ MERGE = "pytoolz__toolz.1.0.0.merge-sorted-key-order"
 ROWS = {r["instance_id"]: r for r in load_dataset()}
 
 
-@pytest.fixture(scope="module")
-def images(docker_client):
-    from srl_agent.images import build_images
-
-    build_images([LEAP, MERGE], client=docker_client, progress=False)  # existing tags are skipped
-
-
-@pytest.fixture
-def pool(images, docker_client, run_label):
-    key, value = run_label.split("=", 1)
-    with SandboxPool(2, client=docker_client, labels={key: value}) as p:
-        yield p
-    assert p.open == 0
-
-
 def expert_calls(iid: str) -> list[ToolCall]:
     (traj,) = read_file(trajectory_path(iid))
     return [s.action for s in traj.steps]
