@@ -81,6 +81,14 @@ class SandboxConfig:
     """Extra container labels; ``srl-agent=1`` is always set."""
     fresh_container: bool = False
     """``reset`` replaces the container instead of resetting git state inside the warm one."""
+    disk: str | None = "4g"
+    """Budget for what the container writes to its own file system (Docker's size of its changes: the
+    work tree, /tmp, everything); past it the running command is killed and ``DiskBudgetExceeded``
+    raised. Where the storage driver has per-container quotas (overlay2 on xfs with pquota) it is also
+    the quota. (/tmp is not a tmpfs: the engine's archive API, which the editor reads and writes
+    through, does not see into tmpfs mounts.)"""
+    patch_limit: int = 32 << 20
+    """Bytes of ``diff()`` output at most; a larger patch raises ``PatchTooLarge``."""
     scratch: tuple[str, ...] = ("/tmp", "/var/tmp")
     """Directories an episode may write besides the work dir: ``reset`` empties them, and changes there do
     not count in ``changes_outside``."""
@@ -92,6 +100,19 @@ class SandboxConfig:
         if not get("image"):
             raise ValueError(f"task {get('instance_id', '?')}: no image to run it in")
         return cls(image=get("image"), base_commit=get("base_commit") or None, **overrides)
+
+
+class DiskBudgetExceeded(RuntimeError):
+    """The sandbox wrote more than its disk budget."""
+
+
+class PatchTooLarge(RuntimeError):
+    """The work tree's diff is larger than ``patch_limit``."""
+
+
+DISK_POLL_SECONDS = 1.0  # how often a running command's disk use is checked (one cheap engine call)
+DISK_CHECK_AFTER = 0.2  # a command that took longer is checked once more when it ends
+_QUOTAS: dict[str, bool] = {}  # engine -> whether it accepts a per-container storage quota
 
 
 @dataclass
@@ -136,12 +157,23 @@ class Sandbox:
         if self.container is not None:
             return self
         c = self.config
-        self.container = self.client.containers.create(
-            c.image, entrypoint=["bash", "-c", _KEEPALIVE], command=[], labels=container_labels(c.labels),
+        options = dict(
+            entrypoint=["bash", "-c", _KEEPALIVE], command=[], labels=container_labels(c.labels),
             network_mode="none" if c.network_disabled else None, network_disabled=c.network_disabled,
             cap_drop=["ALL"], cap_add=list(c.cap_add) or None, security_opt=["no-new-privileges"],
             pids_limit=c.pids_limit, mem_limit=c.memory, memswap_limit=c.memory, nano_cpus=int(c.cpus * 1e9),
         )
+        engine = str(self.api.base_url)
+        if c.disk and _QUOTAS.get(engine, True):
+            try:
+                self.container = self.client.containers.create(c.image, storage_opt={"size": c.disk}, **options)
+                _QUOTAS[engine] = True
+            except docker.errors.APIError as e:
+                if "storage-opt" not in str(e) and "storage opt" not in str(e).lower():
+                    raise
+                _QUOTAS[engine] = False  # this driver has no quotas: the budget is watched instead
+        if self.container is None:
+            self.container = self.client.containers.create(c.image, **options)
         _LIVE[self.container.id] = self.container  # registered before start: a failed start still gets removed
         self.container.start()
         self._control = self._start_control()
@@ -190,8 +222,9 @@ class Sandbox:
             self._restart_session(kill=False)
             session = self._require_session()
             session.send(session.command_line(command))
+        started = time.monotonic()
         try:
-            end = session.read_end(time.monotonic() + timeout, clip)
+            end = self._read_watching_disk(session, started + timeout, clip)
             if end is None:
                 self._reap(spare=session.pid)
                 if session.read_end(time.monotonic() + GRACE_SECONDS, clip) is None:
@@ -203,8 +236,33 @@ class Sandbox:
             self._restart_session(kill=False)
             output, truncated = clip.result()
             return CommandResult(output, code, False, truncated)
+        if time.monotonic() - started > DISK_CHECK_AFTER:
+            self.check_disk()
         output, truncated = clip.result()
         return CommandResult(output, end[0], False, truncated)
+
+    def _read_watching_disk(self, session: Shell, deadline: float, clip: Clip) -> tuple[int, str] | None:
+        """``read_end`` up to ``deadline``, checking the disk budget every ``DISK_POLL_SECONDS``."""
+        while True:
+            step = deadline if not self.config.disk else min(deadline, time.monotonic() + DISK_POLL_SECONDS)
+            end = session.read_end(step, clip)
+            if end is not None or time.monotonic() >= deadline:
+                return end
+            self.check_disk()
+
+    def disk_used(self) -> int:
+        """Bytes the container has written to its own file system (Docker's ``SizeRw``; tmpfs not counted)."""
+        url = self.api._url("/containers/{0}/json", self._require_container().id)  # the SDK has no size flag
+        return int(self.api._result(self.api._get(url, params={"size": 1}), True).get("SizeRw") or 0)
+
+    def check_disk(self) -> None:
+        """Raise ``DiskBudgetExceeded`` (every process killed first) when past the disk budget."""
+        if not self.config.disk:
+            return
+        used, budget = self.disk_used(), docker.utils.parse_bytes(self.config.disk)
+        if used > budget:
+            self._reap(spare=None)
+            raise DiskBudgetExceeded(f"the sandbox wrote {used / 2**20:.0f} MiB, past its {self.config.disk} disk budget")
 
     def _restart_session(self, kill: bool) -> None:
         old = self._require_session()
@@ -322,8 +380,12 @@ class Sandbox:
         base = self._require_base()
         git = self._GIT_SH
         # --no-renames: a renamed file is a deletion and an addition, so each path's section stands alone.
-        script = f'{git} add -A && {git} diff --cached --no-color --no-ext-diff --no-textconv --no-renames "$1"'
-        code, out, err = self._exec(["bash", "-c", script, "diff", base])
+        script = (f'set -o pipefail; {git} add -A && {git} diff --cached --no-color --no-ext-diff --no-textconv '
+                  f'--no-renames "$1" | head -c "$2"')
+        limit = self.config.patch_limit
+        code, out, err = self._exec(["bash", "-c", script, "diff", base, str(limit + 1)])
+        if len(out.encode("utf-8", "surrogateescape")) > limit:
+            raise PatchTooLarge(f"the work tree's diff is over {limit} bytes")
         if code != 0:
             raise RuntimeError(f"git diff in {self.config.workdir} failed ({code}): {err.strip()}")
         return out

@@ -213,3 +213,26 @@ def test_pool_close_removes_sandboxes_still_out(images, docker_client, run_label
     assert pool.open == 0
     pool.release(sandbox)  # an episode finishing late: nothing to do, no slot freed twice
     assert pool.open == 0
+
+
+def test_disk_hog_episode_ends_with_its_own_status_and_scores_zero(images, docker_client, run_label):
+    """Writing past the sandbox's disk budget (here 200 MiB; 4 GiB by default) ends the episode: status
+    disk_limit, reward 0 ungraded, container removed. Without the budget the writes went straight onto
+    the host's disk, where /var/lib/docker lives."""
+    import docker
+
+    key, value = run_label.split("=", 1)
+    with SandboxPool(1, client=docker_client, labels={key: value}, sandbox={"disk": "200m"}) as pool:
+        env = SWEEnvironment(pool)
+        env.reset(**ROWS[LEAP])
+        cid = env.sandbox.container.id
+        env.bash("dd if=/dev/zero of=/testbed/big bs=1M count=400 2>&1 | tail -1; sleep 5")
+        assert env.status == "disk_limit"
+        record = env.finish()
+        assert record["reward"] == 0.0 and record["status"] == "disk_limit" and "disk budget" in record["error"]
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.containers.get(cid)
+        env.reset(**ROWS[LEAP])  # a quick writer is caught when the episode ends
+        env.bash("head -c 300000000 /dev/zero > /testbed/quick")
+        assert env.finish()["status"] == "disk_limit"
+        env.close()

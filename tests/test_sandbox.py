@@ -378,3 +378,29 @@ def test_no_container_left(docker_client, run_label):
     left = docker_client.containers.list(all=True, filters={"label": run_label})
     assert not left, [(c.short_id, c.status, c.labels) for c in left]
 
+
+
+@pytest.mark.parametrize("where", ["/testbed", "/tmp"])
+def test_disk_hog_is_stopped(sandbox_config, docker_client, where):
+    """2 GiB into /testbed and 1 GiB into /tmp once went straight onto the host's disk."""
+    from dataclasses import replace
+
+    from srl_agent.sandbox import DiskBudgetExceeded
+
+    with Sandbox(replace(sandbox_config, disk="100m", timeout=60), client=docker_client) as box:
+        with pytest.raises(DiskBudgetExceeded):
+            box.run(f"dd if=/dev/zero of={where}/big bs=1M count=300 2>/dev/null; sleep 30")
+        assert "sleep 30" not in box.run("ps -eo args").output  # the command was killed
+
+
+def test_a_patch_over_the_limit_is_refused(sandbox_config, docker_client):
+    from dataclasses import replace
+
+    from srl_agent.sandbox import PatchTooLarge
+
+    with Sandbox(replace(sandbox_config, patch_limit=10_000), client=docker_client) as box:
+        box.run("seq 1 5000 > /testbed/numbers.txt")
+        with pytest.raises(PatchTooLarge):
+            box.diff()
+        box.run("rm /testbed/numbers.txt && echo small > /testbed/small.txt")
+        assert "+small" in box.diff()

@@ -15,6 +15,7 @@ from .loop import Driver, Environment, read_action, run_episodes
 from .pool import PoolExhausted, SandboxPool
 from .records import (
                       BROKEN,
+                      DISK_LIMIT,
                       EMPTY_PATCH,
                       ERROR,
                       EXIT_STATUSES,
@@ -33,7 +34,7 @@ from .records import (
                       StepRecord,
 )
 
-__all__ = ["BROKEN", "EMPTY_PATCH", "EPISODE_OVER", "ERROR", "EXIT_STATUSES", "FORMAT_ERRORS", "LENGTH", "RESOLVED",
+__all__ = ["BROKEN", "DISK_LIMIT", "EMPTY_PATCH", "EPISODE_OVER", "ERROR", "EXIT_STATUSES", "FORMAT_ERRORS", "LENGTH", "RESOLVED",
            "RUNNING", "STEP_LIMIT", "STOPPED", "SUBMITTED", "TIMEOUT", "UNGRADED", "UNRESOLVED", "Driver",
            "Environment", "EpisodeConfig", "EpisodeRecord", "PoolExhausted", "SWEEnvironment", "SandboxEnvironment",
            "SandboxPool", "StepRecord", "read_action", "run_episodes"]

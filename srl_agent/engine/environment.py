@@ -22,10 +22,12 @@ import weakref
 from typing import Any
 
 from ..prompts import ISSUE_TEMPLATE
+from ..sandbox import DiskBudgetExceeded
 from ..schema import ToolCall
 from .pool import SandboxPool
 from .records import (
     BROKEN,
+    DISK_LIMIT,
     EMPTY_PATCH,
     ERROR,
     RESOLVED,
@@ -86,6 +88,9 @@ class SandboxEnvironment:
                 step.snapshot = self.sandbox.read_file(path) if self.sandbox.path_kind(path) == "file" else None
                 step.snapshot_taken = True
             step.observation = self.tools.execute(call)
+        except DiskBudgetExceeded as e:
+            episode.stop(DISK_LIMIT, str(e))
+            return EPISODE_OVER.format(status=episode.exit_status)
         except Exception as e:  # the sandbox broke under the command
             episode.stop(ERROR, f"{call.name}: {type(e).__name__}: {e}")
             episode.traceback = traceback.format_exc(limit=-8)
@@ -106,7 +111,11 @@ class SandboxEnvironment:
         broken = episode.exit_status in BROKEN
         if not broken:
             try:
+                self.sandbox.check_disk()  # what the last quick commands wrote
                 episode.patch = self.sandbox.diff()
+            except DiskBudgetExceeded as e:
+                episode.exit_status, episode.error = DISK_LIMIT, str(e)
+                broken = True
             except Exception as e:  # the container is gone or broken: no patch to grade
                 episode.exit_status, episode.error = ERROR, f"diff: {type(e).__name__}: {e}"
                 broken = True

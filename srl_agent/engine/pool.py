@@ -56,13 +56,15 @@ class SandboxPool:
     """``acquire(row) -> Sandbox`` at its base state; ``release(sandbox)`` when the episode is graded."""
 
     def __init__(self, max_sandboxes: int = 4, *, warm: bool = True, client: Any = None, timeout: float = 60.0,
-                 labels: dict[str, str] | None = None, wait_seconds: float | None = 600.0):
+                 labels: dict[str, str] | None = None, wait_seconds: float | None = 600.0,
+                 sandbox: dict[str, Any] | None = None):
         if max_sandboxes < 1:
             raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
         import docker
 
         self.max_sandboxes, self.warm, self.timeout = max_sandboxes, warm, timeout
         self.labels, self.wait_seconds = dict(labels or {}), wait_seconds
+        self.sandbox_options = dict(sandbox or {})  # SandboxConfig fields for every sandbox (disk budget, memory, …)
         self._own_client = client is None
         if client is None:
             where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST is not set)"
@@ -114,7 +116,8 @@ class SandboxPool:
 
     def _start(self, row: dict[str, Any]) -> Sandbox:
         start = time.perf_counter()
-        config = SandboxConfig.for_task(row, timeout=self.timeout, labels=self.labels)
+        config = SandboxConfig.for_task(row, **{"timeout": self.timeout, "labels": self.labels,
+                                                 **self.sandbox_options})
         sandbox = Sandbox(config, client=self.client)
         try:
             sandbox.start()

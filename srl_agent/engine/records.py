@@ -3,7 +3,7 @@
 Every consumer reads an ``EpisodeRecord``: the reward store and ``rewards.jsonl`` (``to_dict``), the
 ``.traj`` writer (evaluation), replay's report, RLVR's trainer. An episode ends with one exit status;
 once graded it also has an outcome (``outcome``: resolved, unresolved, empty_patch, error, timeout,
-or ungraded when someone else grades it, as the official harness does in evaluation).
+disk_limit, or ungraded when someone else grades it, as the official harness does in evaluation).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ FORMAT_ERRORS = "format_errors"  # format_error_limit malformed turns in a row
 LENGTH = "length"  # the driver's token budget ran out (RLVR)
 STOPPED = "stopped"  # the driver had nothing more to do (a script ran out, TRL stopped calling tools)
 TIMEOUT = "timeout"  # past episode_timeout: scored 0 without grading
+DISK_LIMIT = "disk_limit"  # the sandbox wrote past its disk budget: scored 0 without grading
 ERROR = "error"  # the sandbox or a tool failed: scored 0 without grading
-EXIT_STATUSES = (SUBMITTED, STEP_LIMIT, FORMAT_ERRORS, LENGTH, STOPPED, TIMEOUT, ERROR)
-BROKEN = (TIMEOUT, ERROR)  # never graded; their containers are not trusted again
+EXIT_STATUSES = (SUBMITTED, STEP_LIMIT, FORMAT_ERRORS, LENGTH, STOPPED, TIMEOUT, DISK_LIMIT, ERROR)
+BROKEN = (TIMEOUT, DISK_LIMIT, ERROR)  # never graded; their containers are not trusted again
 
 # Outcomes: what grading said.
 RESOLVED, UNRESOLVED, EMPTY_PATCH, UNGRADED = "resolved", "unresolved", "empty_patch", "ungraded"
