@@ -14,12 +14,15 @@ more: ``stopped``). Who drives it:
 
 Up to ``batch_size`` episodes run side by side: one ``act`` call per round for all of them (batched
 generation), their sandbox work (start, commands, finish and grading) in threads, since that is
-waiting on the engine. A driver that raises ends the run; every sandbox of the batch is still given
-back (removed) first.
+waiting on the engine. A driver that raises an ordinary exception ends its batch, not the run: the
+batch's running episodes end with ``error`` (the traceback in their records) and are finished like
+any other, and the next batch goes on, so no record is lost. Only KeyboardInterrupt / SystemExit (a
+signal) end the run, and every sandbox of the batch is still given back (removed) first.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -27,7 +30,7 @@ from typing import Any, Protocol
 from ..prompts import FORMAT_ERROR_TEMPLATE
 from ..rewards.completion import FormatError, parse_completion
 from ..schema import ToolCall
-from .records import STOPPED, EpisodeConfig, EpisodeRecord
+from .records import ERROR, STOPPED, EpisodeConfig, EpisodeRecord
 
 
 class Driver(Protocol):
@@ -80,9 +83,13 @@ def _run_batch(rows, driver, environment, config: EpisodeConfig, style: str) -> 
             active = [i for i in active if episodes[i].running]
             if not active:
                 break
-            actions = driver.act([episodes[i] for i in active])
-            if len(actions) != len(active):
-                raise ValueError(f"the driver gave {len(actions)} actions for {len(active)} episodes")
+            try:
+                actions = driver.act([episodes[i] for i in active])
+                if len(actions) != len(active):
+                    raise ValueError(f"the driver gave {len(actions)} actions for {len(active)} episodes")
+            except Exception as e:
+                _fail([episodes[i] for i in active], f"driver: {type(e).__name__}: {e}")
+                break
             calls: dict[int, tuple[ToolCall, str, str]] = {}
             answers: dict[int, str] = {}
             for i, action in zip(active, actions, strict=True):
@@ -105,7 +112,10 @@ def _run_batch(rows, driver, environment, config: EpisodeConfig, style: str) -> 
             answers.update(zip(calls, ran, strict=True))
             for i in active:
                 if episodes[i].running and observe is not None and i in answers:
-                    observe(episodes[i], answers[i])
+                    try:
+                        observe(episodes[i], answers[i])
+                    except Exception as e:
+                        _fail([episodes[i]], f"driver: {type(e).__name__}: {e}")
             active = [i for i in active if episodes[i].running]
         list(workers.map(lambda env, ep: env.finish(ep), envs, episodes))
     finally:
@@ -113,3 +123,10 @@ def _run_batch(rows, driver, environment, config: EpisodeConfig, style: str) -> 
         for env in envs:  # unfinished episodes (a driver error above) give their sandboxes back as broken
             env.close()
     return episodes
+
+
+def _fail(episodes: list[EpisodeRecord], error: str) -> None:
+    trace = traceback.format_exc(limit=-8)
+    for ep in episodes:
+        ep.stop(ERROR, error)
+        ep.traceback = ep.traceback or trace
