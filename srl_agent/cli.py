@@ -264,6 +264,9 @@ app.command("inspect")(inspect_command)
 
 
 def main() -> None:
+    from .signals import install
+
+    install()  # SIGTERM / SIGHUP unwind like Ctrl-C: every container removed, exit code 128 + signal
     app()
 
 

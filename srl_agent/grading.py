@@ -137,6 +137,9 @@ def _archive(folder: str, files: dict[str, str]) -> bytes:
 def _remove(container: Any) -> None:
     import docker
 
+    from .sandbox import untrack
+
+    untrack(container)
     try:
         container.remove(force=True)
     except docker.errors.NotFound:
@@ -190,7 +193,7 @@ def run_eval_script(
     import docker
 
     from .engine.integrity import test_infrastructure, without_files
-    from .sandbox import container_labels
+    from .sandbox import container_labels, track
 
     spec = _spec(task_row)
     own = client is None
@@ -208,6 +211,7 @@ def run_eval_script(
             pids_limit=512,
             mem_limit="2g",
         )
+        track(container)
         restored: list[str] = []
         if restore_test_files and patch.strip():
             restored = test_infrastructure(patch, _row(task_row),
@@ -255,7 +259,7 @@ def test_infrastructure_edits(task_row: Any, patch: str, *, client: Any = None,
     import docker
 
     from .engine.integrity import test_infrastructure
-    from .sandbox import container_labels
+    from .sandbox import container_labels, track
 
     row = _row(task_row)
     made: list[Any] = []
@@ -267,6 +271,7 @@ def test_infrastructure_edits(task_row: Any, patch: str, *, client: Any = None,
             client = client or docker.from_env()
             made.append(client.containers.create(row["image"], ["true"], labels=container_labels(labels),
                                                  network_disabled=True, network_mode="none"))
+            track(made[0])
         return _read_created(made[0], f"/testbed/{path}")
 
     try:

@@ -124,18 +124,31 @@ class CommandResult:
 
 
 
-# Containers this process started and has not removed: removed at exit as a last resort.
+# Containers this process started and has not removed (sandboxes, grading containers): removed at exit,
+# or on SIGTERM / SIGHUP (srl_agent.signals), as a last resort.
 _LIVE: dict[str, Any] = {}
 
 
+def track(container: Any) -> None:
+    _LIVE[container.id] = container
+
+
+def untrack(container: Any) -> None:
+    _LIVE.pop(container.id, None)
+
+
 @atexit.register
-def _remove_leftovers() -> None:
+def remove_tracked() -> int:
+    """Remove every container this process started and still has; how many."""
+    removed = 0
     for container in list(_LIVE.values()):
         try:
             container.remove(force=True)
+            removed += 1
         except Exception:
             pass
     _LIVE.clear()
+    return removed
 
 
 class Sandbox:
@@ -174,7 +187,7 @@ class Sandbox:
                 _QUOTAS[engine] = False  # this driver has no quotas: the budget is watched instead
         if self.container is None:
             self.container = self.client.containers.create(c.image, **options)
-        _LIVE[self.container.id] = self.container  # registered before start: a failed start still gets removed
+        track(self.container)  # registered before start: a failed start still gets removed
         self.container.start()
         self._control = self._start_control()
         self._session = Shell(self.api, self.container.id, c.workdir, c.env)
@@ -188,7 +201,7 @@ class Sandbox:
                 shell.close()
         self._session = self._control = None
         if self.container is not None:
-            _LIVE.pop(self.container.id, None)
+            untrack(self.container)
             try:
                 self.container.remove(force=True)
             except docker.errors.NotFound:

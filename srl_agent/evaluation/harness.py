@@ -106,7 +106,7 @@ def score(rows: list[dict[str, Any]], preds: list[dict[str, Any]], output_dir: P
                                "bundled tasks; docker pull for published ones)")
         report: dict[str, Any] = {}
         if preds:  # the harness's report needs at least one prediction
-            argv = [sys.executable, "-m", "swebench.harness.run_evaluation", "--dataset_name", str(dataset),
+            argv = [sys.executable, "-m", "srl_agent.evaluation.harness_main", "--dataset_name", str(dataset),
                     "--predictions_path", str(predictions), "--run_id", run_id, "--max_workers", str(max_workers),
                     "--timeout", str(timeout), "--report_dir", str(output_dir)]
             with log.open("w", encoding="utf-8") as fh:
