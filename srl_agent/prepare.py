@@ -22,7 +22,11 @@ def prepare(
     """Write one JSON row per expert step of every trajectory in ``inputs``; return the summary.
 
     ``progress`` is an optional callable taking the number of trajectories done (for a progress bar).
+    The settings the prompts were built with go beside ``out`` (``model_settings.write_data_settings``),
+    where ``train sft|srl`` find them to save with the model.
     """
+    from .model_settings import PromptSettings, write_data_settings
+
     config = config or StepConfig()
     report = ReadReport()
     truncate = Truncator(tokenizer)
@@ -41,6 +45,9 @@ def prepare(
                 dropped_legacy += len(traj.steps) - rows
             if progress is not None:
                 progress(i)
+    # Canonical actions are XML (actions.render), whatever the source format wrote.
+    settings = PromptSettings.from_step_config(config, style="xml", budgets="tokens" if tokenizer else "characters")
     summary = report.summary()
-    summary.update(steps_written=written, legacy_steps_dropped=dropped_legacy, out=str(out))
+    summary.update(steps_written=written, legacy_steps_dropped=dropped_legacy, out=str(out),
+                   settings=str(write_data_settings(out, settings)))
     return summary

@@ -7,6 +7,11 @@ stage's model. Each stage's summary is kept under its name in the result; the he
 resolve rate and the evaluation's ``resolve_rate``; the whole summary is also written to
 ``OUTPUT_DIR/summary.json``. The recipe's ``pipeline.rlvr`` / ``pipeline.eval`` set to false skip those
 stages (they need the Docker engine and the task images).
+
+Prompt settings: the pipeline prepares the steps itself (``pipeline.prepare``, budgets in the policy's
+tokens), so it hands those settings to SFT and SRL, which save them with their models
+(``srl-agent.json``); RLVR and the evaluation read them back from the model they start from, and the
+evaluation's ``pipeline.eval`` keys ``style`` / ``history`` override them.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
+    from ..model_settings import PromptSettings
     from ..models import resolve_model
     from ..prepare import prepare
     from ..steps import StepConfig
@@ -50,8 +56,9 @@ def run_pipeline(
     # Exact token budgets with the policy's own tokenizer.
     tokenizer = AutoTokenizer.from_pretrained(base)
     say(f"prepare: {trajectories}")
-    stages["prepare"] = prepare([trajectories], out / "steps.jsonl", StepConfig(**(pipe.get("prepare") or {})),
-                                tokenizer=tokenizer)
+    step_config = StepConfig(**(pipe.get("prepare") or {}))
+    stages["prepare"] = prepare([trajectories], out / "steps.jsonl", step_config, tokenizer=tokenizer)
+    settings = PromptSettings.from_step_config(step_config, style="xml", budgets="tokens")
     train, heldout = split_by_trajectory(read_steps(out / "steps.jsonl"), pipe.get("heldout_fraction", 0.2),
                                          pipe.get("split_seed", 0))
     write_steps(train, out / "train.jsonl")
@@ -66,10 +73,10 @@ def run_pipeline(
                              pipe.get("samples", 1), recipe.get("seed", 0))
 
     say(f"sft warm-up on {len(train)} steps")
-    stages["sft"] = train_sft(out / "train.jsonl", out / "sft", model=base, recipe=recipe)
+    stages["sft"] = train_sft(out / "train.jsonl", out / "sft", model=base, recipe=recipe, settings=settings)
     stages["heldout_before"] = score(out / "sft", "before")
     say("srl")
-    stages["srl"] = train_srl(out / "train.jsonl", out / "srl", model=out / "sft", recipe=recipe)
+    stages["srl"] = train_srl(out / "train.jsonl", out / "srl", model=out / "sft", recipe=recipe, settings=settings)
     stages["heldout_after"] = score(out / "srl", "after")
     last = out / "srl"
     if pipe.get("rlvr", True) is not False:
@@ -80,7 +87,7 @@ def run_pipeline(
         last = out / "rlvr"
     if pipe.get("eval", True) is not False:
         say("evaluation (agent mode, official harness)")
-        stages["eval"] = _evaluate(last, out / "eval", recipe, pipe.get("tasks"), after_rlvr="rlvr" in stages)
+        stages["eval"] = _evaluate(last, out / "eval", recipe, pipe.get("tasks"))
     before, after = stages["heldout_before"], stages["heldout_after"]
     ds = stages["srl"].get("dynamic_sampling") or {}
     summary = {
@@ -120,24 +127,20 @@ def _rlvr_figures(log: Path | None) -> dict[str, Any]:
             "rlvr_tool_calls": sum(len(e.get("steps") or ()) for e in episodes)}
 
 
-def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | None, after_rlvr: bool) -> dict[str, Any]:
-    """Agent mode on the evaluation tasks, prompted as the last stage trained the policy: RLVR's episode
-    chat after RLVR, else the SRL step prompts."""
+def _evaluate(model_dir: Path, out: Path, recipe: dict[str, Any], tasks: str | None) -> dict[str, Any]:
+    """Agent mode on the evaluation tasks, prompted as the last stage trained the policy (its
+    ``srl-agent.json``: RLVR's episode chat after RLVR, else the SRL step prompts)."""
     from ..agent import AgentConfig
     from ..evaluation import run_eval
-    from ..steps import StepConfig
+    from ..model_settings import resolve
 
     pipe = recipe.get("pipeline") or {}
     settings = dict(pipe.get("eval") or {})
     ids = settings.pop("tasks", None) or (recipe.get("rlvr") or {}).get("tasks") or None
-    settings.setdefault("history", "episode" if after_rlvr else "window")
-    prompt = StepConfig(**(pipe.get("prepare") or {}))
-    if after_rlvr:  # RLVR's prompt budgets, as its episodes used them
-        prompt = StepConfig(**{**(pipe.get("prepare") or {}),
-                               **(((recipe.get("rlvr") or {}).get("rollout") or {}).get("prompt") or {})})
-    config = AgentConfig(prompt=prompt, **settings)
+    prompt = resolve(model_dir, style=settings.pop("style", None), history=settings.pop("history", None))
+    config = AgentConfig(prompt=prompt.step_config(), style=prompt.style, history=prompt.history, **settings)
     summary = run_eval(model=str(model_dir), dataset=tasks, mode="agent", output_dir=out, instance_ids=ids,
-                       agent_config=config, exact_budgets=True)  # token budgets, as prepare counted them
+                       agent_config=config, exact_budgets=prompt.exact_budgets)
     return {k: v for k, v in summary.items() if k != "instances"} | {"instances": [
         {k: i.get(k) for k in ("instance_id", "resolved", "exit_status", "steps", "format_errors")}
         for i in summary.get("instances", [])]}

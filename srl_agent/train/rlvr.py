@@ -12,6 +12,10 @@ The recipe's ``rlvr`` section: ``tasks_per_step`` (prompts per optimizer step), 
 replace the ``grpo`` section's for this stage), ``rollout`` (``RolloutConfig``: style, token budgets,
 sampling, ``episode`` limits), ``max_sandboxes`` (the pool's bound) and ``tasks`` (instance ids; empty:
 all of the task file).
+
+Prompt settings: what ``model`` saved (``srl-agent.json``, ``srl_agent.model_settings``) fills in the
+style and ``prompt`` keys the ``rollout`` section leaves out; the run saves its own (the episode chat,
+token budgets) with the model and each checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from trl import GRPOTrainer
 
+from ..model_settings import episode_settings, save_callback, with_saved_prompt, write_settings
 from .common import TrainError, checkpoint_step, is_main_process, log_series, resolve_checkpoint
 from .recipe import grpo_config, lora_config, resolve_recipe
 from .reward_log import JsonlRewardLog
@@ -155,7 +160,8 @@ def train_rlvr(
     args = grpo_config(stage, output_dir)
     # Sampling settings default to the stage's GRPO ones, so one temperature governs the stage.
     cfg = RolloutConfig.from_dict({"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k or 0,
-                                   **(rlvr.get("rollout") or {})})
+                                   **with_saved_prompt(model_name, rlvr.get("rollout") or {})})
+    settings = episode_settings(cfg.prompt, cfg.style)
     # The prompt column shows the first turn, issue untruncated (the rollout builds every turn itself, with
     # the issue cut to its token budget).
     dataset = Dataset.from_list([
@@ -171,9 +177,12 @@ def train_rlvr(
     try:
         ensure_images(rows, pool.client, bundled=tasks is None)
         trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
-                              rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log, callbacks=callbacks)
+                              rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log,
+                              callbacks=[*(callbacks or []), save_callback(settings)])
         result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model(str(output_dir))
+        if is_main_process():
+            write_settings(output_dir, settings)
     finally:
         pool.close()
         if hasattr(reward_log, "close"):

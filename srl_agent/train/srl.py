@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..model_settings import PromptSettings, save_callback, training_settings, write_settings
 from .common import TrainError, checkpoint_step, is_main_process, log_series, require_vllm, resolve_checkpoint
 from .data import read_steps, srl_dataset
 from .dynamic_sampling import DynamicSampling, SRLTrainer
@@ -23,13 +24,21 @@ def train_srl(
     resume: bool | str | Path = False,
     reward_log: Any = None,
     callbacks: list[Any] | None = None,
+    settings: PromptSettings | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` (default: the recipe's, else the tiny model) on the step file ``data``; return a summary.
 
     The final model lands in ``output_dir``; checkpoints in ``output_dir/checkpoint-N``; every scored
     completion in ``output_dir/rewards.jsonl`` (or ``reward_log``, anything with ``write(record)``).
     ``callbacks`` are transformers ``TrainerCallback``s (progress, early stop, …).
+
+    The model folder and each checkpoint get ``srl-agent.json`` (``srl_agent.model_settings``): the
+    prompt settings ``data`` was prepared with (``settings``, else the sidecar ``srl-agent prepare``
+    wrote beside it, else the defaults, which the rows cannot confirm), with the recipe's reward style,
+    the style this run rewarded.
     """
+    import dataclasses
+
     from ..models import resolve_model
     from ..rewards import srl_reward
 
@@ -41,13 +50,15 @@ def train_srl(
     args = grpo_config(recipe, output_dir)
     dataset = srl_dataset(read_steps(data))
     reward = CollectingReward(srl_reward(**(recipe.get("reward") or {})))
+    settings, source = training_settings(data, settings)
+    settings = dataclasses.replace(settings, style=reward.reward.scorer.style)
     if reward_log is None and is_main_process():
         # A fresh run starts a fresh log; a resumed one keeps the records up to its checkpoint.
         reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
     trainer = SRLTrainer(
         model=model_name, reward_funcs=[reward], args=args, train_dataset=dataset,
         peft_config=lora_config(recipe), dynamic_sampling=DynamicSampling(**(recipe.get("dynamic_sampling") or {})),
-        reward_log=reward_log, callbacks=callbacks,
+        reward_log=reward_log, callbacks=[*(callbacks or []), save_callback(settings, source)],
     )
     try:
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -55,6 +66,8 @@ def train_srl(
         if hasattr(reward_log, "close"):
             reward_log.close()
     trainer.save_model(str(output_dir))
+    if is_main_process():
+        write_settings(output_dir, settings, source)
     runtime = result.metrics.get("train_runtime", 0.0)
     return {
         "output_dir": str(output_dir),
@@ -67,6 +80,7 @@ def train_srl(
         "reward_mean": log_series(trainer, "reward"),
         "dynamic_sampling": dict(trainer.sampling_stats) if trainer.dynamic_sampling else None,
         "reward_log": str(output_dir / REWARD_LOG) if isinstance(reward_log, JsonlRewardLog) else None,
+        "prompt_settings": source,
     }
 
 
