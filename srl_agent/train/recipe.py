@@ -13,12 +13,16 @@ A recipe has these sections (``srl_agent/recipes/srl.yaml`` documents each key):
 - ``pipeline``: the demo's settings (prepare budgets, split, scoring).
 
 Overrides are dotted keys (``grpo.learning_rate=1e-5``); only keys the user gave are touched, so a
-flag changes what it names and nothing else.
+flag changes what it names and nothing else. A key a section does not take is refused, naming the key
+and the section's keys (``grpo`` / ``sft``: the fields of TRL's config classes).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
+import inspect
 import os
 from importlib import resources
 from pathlib import Path
@@ -85,15 +89,92 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _fields(cls: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _trl_fields(name: str) -> list[str]:
+    import trl
+
+    return _fields(getattr(trl, name))
+
+
+def _section_keys(path: tuple[str, ...]) -> tuple[list[str], str] | None:
+    """The keys the recipe section at ``path`` takes and what defines them; None where any key goes
+    (below a known key, e.g. ``grpo.model_init_kwargs.*``, or a dict-valued setting)."""
+    if path in (("grpo",), ("rlvr", "grpo")):
+        return _trl_fields("GRPOConfig"), "the fields of trl.GRPOConfig"
+    if path == ("sft",):
+        return _trl_fields("SFTConfig"), "the fields of trl.SFTConfig"
+    if path in (("model",), ("seed",), ("prompts_per_step",)):
+        return [], "a single value, not a section"
+    if path == ("reward",):
+        from ..rewards import srl_reward
+
+        return [k for k in inspect.signature(srl_reward).parameters if k != "log"], "srl_agent.rewards.srl_reward"
+    if path == ("dynamic_sampling",):
+        from .dynamic_sampling import DynamicSampling
+
+        return _fields(DynamicSampling), "srl_agent.train.dynamic_sampling.DynamicSampling"
+    if path == ("lora",):
+        from peft import LoraConfig
+
+        return _fields(LoraConfig), "the fields of peft.LoraConfig"
+    if path in (("rlvr", "rollout", "prompt"), ("pipeline", "prepare")):
+        from ..steps import StepConfig
+
+        return _fields(StepConfig), "srl_agent.steps.StepConfig"
+    if path == ("rlvr",):
+        return ["tasks", "tasks_per_step", "max_sandboxes", "grpo", "rollout"], "srl_agent.train.rlvr"
+    if path == ("rlvr", "rollout"):
+        from .rollouts import RolloutConfig
+
+        return _fields(RolloutConfig), "srl_agent.train.rollouts.RolloutConfig"
+    if path == ("rlvr", "rollout", "episode"):
+        from ..engine import EpisodeConfig
+
+        return _fields(EpisodeConfig), "srl_agent.engine.EpisodeConfig"
+    if path == ("pipeline",):
+        return ["prepare", "heldout_fraction", "split_seed", "max_new_tokens", "temperature", "samples", "rlvr",
+                "eval", "tasks"], "srl_agent.train.pipeline"
+    if path == ("pipeline", "eval"):
+        from ..agent import AgentConfig
+
+        return [k for k in _fields(AgentConfig) if k != "prompt"] + ["tasks"], "srl_agent.agent.AgentConfig"
+    return None
+
+
+def check_key(key: str, value: Any = None) -> None:
+    """Refuse a dotted override key (or a key inside a dict ``value``) that its section does not take."""
+    parts = key.split(".")
+    if parts[0] not in SECTIONS:
+        raise RecipeError(f"override {key!r}: unknown section {parts[0]!r}; known: {', '.join(SECTIONS)}")
+    for i in range(1, len(parts)):
+        known = _section_keys(tuple(parts[:i]))
+        if known is None:
+            return
+        names, where = known
+        if parts[i] not in names:
+            section = ".".join(parts[:i])
+            if not names:
+                raise RecipeError(f"override {key!r}: {section} is {where}")
+            close = difflib.get_close_matches(parts[i], names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            listed = where if len(names) > 20 else f"{', '.join(names)} ({where})"
+            raise RecipeError(f"override {key!r}: {section} has no key {parts[i]!r}{hint}; known: {listed}")
+    if isinstance(value, dict):
+        for sub, v in value.items():
+            check_key(f"{key}.{sub}", v)
+
+
 def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``recipe`` with each dotted key set; ``None`` values (flags not given) are skipped."""
     recipe = copy.deepcopy(recipe)
     for key, value in overrides.items():
         if value is None:
             continue
+        check_key(key, value)
         parts = key.split(".")
-        if parts[0] not in SECTIONS:
-            raise RecipeError(f"override {key!r}: unknown section {parts[0]!r}; known: {', '.join(SECTIONS)}")
         node = recipe
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
