@@ -31,6 +31,8 @@ def prepare(
     report = ReadReport()
     truncate = Truncator(tokenizer)
     out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; name the JSONL file to write")
     out.parent.mkdir(parents=True, exist_ok=True)
     written = dropped_legacy = 0
     with out.open("w", encoding="utf-8") as fh:

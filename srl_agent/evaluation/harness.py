@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import JsonlError, read_jsonl
+from ..jsonl import JsonlError, decode, read_jsonl
 from .data import DatasetError, missing_for_scoring, write_rows
 
 LOG_DIR = Path("logs") / "run_evaluation"  # swebench.harness.constants.RUN_EVALUATION_LOG_DIR, relative to cwd
@@ -27,18 +27,41 @@ class ScoringError(RuntimeError):
 
 
 def read_predictions(path: Path) -> list[dict[str, Any]]:
-    """Predictions from ``.jsonl`` or ``.json`` (a list, or swebench's {instance_id: prediction})."""
-    if Path(path).suffix == ".jsonl":
+    """Predictions from ``.jsonl`` or ``.json`` (a list, or swebench's {instance_id: prediction}). A file
+    that is not that, a line or prediction without ``instance_id`` / ``model_patch``, and an instance id
+    given twice are a ``DatasetError`` naming the file and the line (JSONL) or index."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
         try:
-            preds = [p for _, p in read_jsonl(path)]
+            numbered = list(read_jsonl(path))
         except JsonlError as e:
             raise DatasetError(str(e)) from None
+        where = [f"{path}:{n}" for n, _ in numbered]
+        preds = [p for _, p in numbered]
     else:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        preds = list(data.values()) if isinstance(data, dict) else data
-    for n, p in enumerate(preds):
+        try:
+            data = json.loads(decode(path.read_bytes()))
+        except OSError as e:
+            raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{path}: not UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+        except (ValueError, RecursionError) as e:
+            raise DatasetError(f"{path}: not JSON ({type(e).__name__}: {e})") from None
+        if isinstance(data, dict):
+            data = list(data.values())
+        if not isinstance(data, list):
+            raise DatasetError(f"{path}: holds {type(data).__name__}, not a list of predictions or "
+                               "{instance_id: prediction}")
+        preds, where = data, [f"{path}: prediction {n}" for n in range(len(data))]
+    seen: dict[str, str] = {}
+    for p, at in zip(preds, where, strict=True):
         if not isinstance(p, dict) or not isinstance(p.get("instance_id"), str) or "model_patch" not in p:
-            raise DatasetError(f"{path}: prediction {n} needs instance_id and model_patch")
+            raise DatasetError(f"{at}: a prediction needs instance_id (text) and model_patch")
+        if not isinstance(p["model_patch"], (str, type(None))):
+            raise DatasetError(f"{at}: model_patch is {type(p['model_patch']).__name__}, not text")
+        if p["instance_id"] in seen:
+            raise DatasetError(f"{at}: instance_id {p['instance_id']!r} again (first at {seen[p['instance_id']]})")
+        seen[p["instance_id"]] = at
         p.setdefault("model_name_or_path", "unknown")
         p["model_patch"] = p["model_patch"] or ""
     return preds

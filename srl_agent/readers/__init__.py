@@ -30,8 +30,8 @@ class ReadReport:
     read: Counter = field(default_factory=Counter)  # by source format
     skipped: Counter = field(default_factory=Counter)  # by reason
     dropped_turns: int = 0  # turns inside read trajectories that are not steps
-    errors: list[str] = field(default_factory=list)  # the first few, in full
-    max_errors: int = 50
+    errors: list[str] = field(default_factory=list)  # in full, up to max_errors
+    max_errors: int = 1000
 
     def skip(self, reason: str, error: ReadError | None = None) -> None:
         self.skipped[reason] += 1
@@ -47,6 +47,8 @@ class ReadReport:
             "skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(self.skipped),
             "turns_dropped": self.dropped_turns,
+            "problems": list(self.errors),  # file, record and field of each skip, up to max_errors
+            "problems_omitted": max(0, sum(self.skipped.values()) - len(self.errors)),
         }
 
 
@@ -80,11 +82,32 @@ def is_hub_name(item: str) -> bool:
     return not Path(item).exists() and base.count("/") == 1 and not base.startswith((".", "/"))
 
 
+class HubUnavailable(RuntimeError):
+    """A hub dataset was named but the hub does not answer."""
+
+
+def check_hub(name: str, timeout: float = 5.0) -> None:
+    """Fail fast when the hub does not answer (``datasets`` would retry for half a minute, then raise a
+    traceback). With ``HF_HUB_OFFLINE=1`` nothing is asked: ``datasets`` reads its local cache."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().dataset_info(name, timeout=timeout)
+    except Exception as e:
+        raise HubUnavailable(f"{name}: the hub does not answer or has no such dataset ({type(e).__name__}); "
+                             "a local file or folder works offline, and HF_HUB_OFFLINE=1 reads the datasets cache") from None
+
+
 def iter_hub_records(item: str) -> Iterator[Record]:
     """Rows of a hub dataset, ``owner/name[:split]``, streamed through ``datasets``."""
     from datasets import load_dataset
 
     name, _, split = item.partition(":")
+    check_hub(name)
     for i, row in enumerate(load_dataset(name, split=split or "train", streaming=True)):
         yield Record(item, i, row)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import JsonlError, read_jsonl
+from ..jsonl import JsonlError, decode, read_jsonl
 from ..schema import Trajectory
 
 
@@ -123,23 +123,34 @@ def iter_file_records(path: Path) -> Iterator[Record]:
     if path.suffix == ".jsonl":
         for lineno, value in read_jsonl(path, errors="yield"):
             if isinstance(value, JsonlError):
-                yield Record(name, lineno, error=ReadError(f"invalid JSON: {value.msg}", file=name, record=lineno, reason="invalid JSON"))
+                yield Record(name, lineno, error=ReadError(value.what, file=name, record=lineno or "",
+                                                           reason="invalid JSON" if value.kind == "not JSON" else value.kind))
             else:
                 yield Record(name, lineno, value)
         return
     try:
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
+        text = decode(path.read_bytes())
+    except OSError as e:  # unreadable (permissions, a vanished file): this file is skipped, the others go on
+        yield Record(name, "", error=ReadError(f"cannot read: {e.strerror or e}", file=name, reason="unreadable file"))
+        return
+    except UnicodeDecodeError as e:
+        yield Record(name, "", error=ReadError(f"not UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start})",
+                                               file=name, reason="not UTF-8"))
+        return
+    yaml_file = path.suffix in (".yaml", ".yml")
+    try:
+        if yaml_file:
             import yaml
 
             value = yaml.safe_load(text)
         else:
             value = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
-        yield Record(name, "", error=ReadError(f"cannot decode: {e}", file=name, reason="invalid JSON"))
+    except RecursionError:
+        yield Record(name, "", error=ReadError("nested too deeply to decode", file=name, reason="too deep"))
         return
-    except Exception as e:  # yaml's own errors
-        yield Record(name, "", error=ReadError(f"cannot decode: {e}", file=name, reason="invalid YAML"))
+    except Exception as e:  # json's and yaml's own errors
+        reason = "invalid YAML" if yaml_file else "invalid JSON"
+        yield Record(name, "", error=ReadError(f"cannot decode: {e}", file=name, reason=reason))
         return
     if isinstance(value, list) and not _is_one_record(value):
         for i, row in enumerate(value):
@@ -170,7 +181,9 @@ def iter_paths(inputs: list[str | Path]) -> Iterator[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            yield from (f for f in sorted(p.rglob("*")) if f.is_file() and f.suffix in TRAJECTORY_SUFFIXES)
+            # Dangling links are kept: reading them fails, and that is reported, not silently passed over.
+            yield from (f for f in sorted(p.rglob("*")) if (f.is_file() or (f.is_symlink() and not f.exists()))
+                        and f.suffix in TRAJECTORY_SUFFIXES)
         elif p.is_file():
             yield p
         else:

@@ -36,6 +36,13 @@ def _expert_key(row: dict[str, Any]) -> tuple[str, int]:
     return str(row["instance_id"]), int(row["step_index"])
 
 
+def _step_index(value: Any) -> int:
+    """A step index as written: a whole number (1.5, NaN or Infinity would silently name another step)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"step_index {value!r} is not a whole number ≥ 0")
+    return value
+
+
 def _tool_key(step: dict[str, Any]) -> str:
     call = step.get("expert_tool_call") or {}
     name = call.get("name", "?")
@@ -84,11 +91,13 @@ def score_file(
             try:
                 if isinstance(row, JsonlError):
                     raise row
-                key = (str(row["instance_id"]), int(row["step_index"]))
+                key = (str(row["instance_id"]), _step_index(row["step_index"]))
                 completion = row["completion"]
+                if not isinstance(completion, (str, list)):
+                    raise TypeError(f"completion is {type(completion).__name__}, not text or a list of messages")
             except (KeyError, TypeError, ValueError) as e:
                 skipped["unreadable_row"] += 1
-                why = f"not JSON: {e.msg}" if isinstance(e, JsonlError) else f"{type(e).__name__}: {e}"
+                why = e.what if isinstance(e, JsonlError) else f"{type(e).__name__}: {e}"
                 _note(problems, f"{where}: unreadable completion row ({why})")
                 continue
             step, reason = _find_step(steps.get(key, []), row)

@@ -107,13 +107,22 @@ def connect(path: str | Path = ":memory:") -> sqlite3.Connection:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)  # transactions are explicit
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")  # readers (the inspector) never block the training writer
-    conn.execute("PRAGMA synchronous=NORMAL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version not in (0, SCHEMA_VERSION):
-        raise StoreError(f"{path}: reward store schema {version}, this srl-agent reads {SCHEMA_VERSION}")
-    conn.executescript(SCHEMA)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")  # readers (the inspector) never block the training writer
+        conn.execute("PRAGMA synchronous=NORMAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise StoreError(f"{path}: reward store schema {version}, this srl-agent reads {SCHEMA_VERSION}")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if str(path) != ":memory:":
+            problem = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise sqlite3.DatabaseError(problem)
+    except sqlite3.DatabaseError as e:  # a corrupted or foreign file
+        conn.close()
+        raise StoreError(f"{path}: not a readable reward store ({e}); move it away and the run folder is "
+                         "imported again", "corrupt") from None
     return conn
 
 

@@ -67,7 +67,7 @@ def import_records(conn: sqlite3.Connection, path: str | Path, run: str, kind: s
     for line_no, record in read_jsonl(path, errors="yield"):
         try:
             if isinstance(record, JsonlError):
-                raise StoreError(f"not JSON ({record.msg})", "bad_json")
+                raise StoreError(record.what, "bad_json")
             writer.write(record)
         except StoreError as e:
             skipped[e.reason] += 1

@@ -16,6 +16,7 @@ A record is a dict. Recognised fields (anything else is kept as JSON in ``extra`
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ def _int(value: Any) -> int | None:
 
 
 def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+    """A finite number, or None; Infinity and NaN (which JSON cannot carry) are a bad value."""
+    if value is None:
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def _text(completion: Any) -> str | None:
@@ -88,7 +95,7 @@ def _split(record: dict[str, Any], breakdown: dict[str, Any], kind: str) -> tupl
     components = []
     for name, value in (breakdown.get("components") or {}).items():
         if isinstance(value, (bool, int, float)):
-            components.append((str(name), float(value), None))
+            components.append((str(name), _float(value), None))
         else:
             components.append((str(name), None, json.dumps(value, ensure_ascii=False, default=str)))
     task = {"instance_id": str(record["instance_id"]), "source": str(record.get("source") or "")}

@@ -153,6 +153,11 @@ def train_rlvr(
     if (recipe.get("grpo") or {}).get("use_vllm") or (rlvr.get("grpo") or {}).get("use_vllm"):
         raise TrainError("RLVR episodes generate with transformers; use_vllm is not supported for this stage yet")
     rows = load_tasks(tasks, rlvr.get("tasks"))
+    per_step = rlvr.get("tasks_per_step", recipe.get("prompts_per_step")) or 1
+    if int(per_step) > len(rows):  # TRL would run 0 steps and exit as if it had trained
+        where = f"{tasks or 'the bundled tasks'}{' (rlvr.tasks)' if rlvr.get('tasks') else ''}"
+        raise TrainError(f"rlvr.tasks_per_step is {per_step} but {where} holds only {len(rows)} task(s): "
+                         f"name more tasks or set rlvr.tasks_per_step to at most {len(rows)}")
     stage = rlvr_recipe(recipe)
     model_name = resolve_model(model or recipe.get("model"))
     output_dir = Path(output_dir)
