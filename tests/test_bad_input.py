@@ -78,8 +78,9 @@ def test_score_names_bad_completions_and_step_indices_and_keeps_the_rest(tmp_pat
         {"instance_id": iid, "step_index": 0, "completion": None},
         {"instance_id": iid, "step_index": 1.5, "completion": "x"},
     ]
-    lines = [json.dumps(r) for r in rows] + ['{"instance_id": "%s", "step_index": Infinity, "completion": "x"}' % iid,
-                                            '{"instance_id": "%s", "step_index": NaN, "completion": "x"}' % iid]
+    # JSON has no Infinity or NaN, but Python's json reads (and writes) them
+    lines = [json.dumps(r) for r in rows] + [json.dumps({"instance_id": iid, "step_index": v, "completion": "x"})
+                                            for v in (math.inf, math.nan)]
     completions = tmp_path / "completions.jsonl"
     completions.write_bytes(("\n".join(lines) + "\n").encode() + b'{"completion": "caf\xe9"}\n')
     summary = score_file(steps, completions, tmp_path / "scored.jsonl")
