@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,19 @@ _PARAM_RE = re.compile(r"<parameter=([^>\s]+)>(.*?)</parameter>", re.S)
 _TICKS_RE = re.compile(r"^```[^\n`]*\n(.*?)^```[ \t]*$", re.S | re.M)
 # mini-swe-agent's early test fixtures fence actions as ```mswea_bash_command.
 _BASH_BLOCK_RE = re.compile(r"```(?:bash|sh|mswea_bash_command)[ \t]*\n(.*?)\n?```", re.S)
+
+# Bounds on what a model or a trajectory may write, so that no text can make a parser overflow, recurse
+# too deep or spend quadratic time in int(): larger values are an ActionParseError. No file has a
+# billion lines; no tool call nests 32 levels (a view_range in a JSON call is 3); no line number, nor
+# any number a call carries, has 40 digits. _xmlcall.c reads at most 9-digit integers, within the bound.
+MAX_LINE_NUMBER = 10**9
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 40
+# A JSON string (unterminated ones run to the end, so the scan stays linear) or a bracket.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)
+_REPR = reprlib.Repr()  # error messages quote a value without its whole length or depth
+_REPR.maxstring = _REPR.maxother = 60
+_short = _REPR.repr
 
 # Editor arguments in the order the canonical text lists them.
 _EDITOR_ARG_ORDER = ("command", "path", "file_text", "old_str", "new_str", "insert_line", "view_range")
@@ -110,22 +124,63 @@ def bash_blocks(text: str) -> list[str]:
     return [block for block, _ in find_bash_blocks(text)]
 
 
-def _as_int(value: Any, field: str) -> int:
+class _LongNumber(Exception):
+    pass  # not a ValueError, so it passes through json's own error handling to load_json
+
+
+def _json_int(digits: str) -> int:
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise _LongNumber(len(digits))
+    return int(digits)
+
+
+def json_too_deep(text: str) -> bool:
+    """Whether the JSON text nests containers deeper than ``MAX_JSON_DEPTH`` (brackets in strings do not count)."""
+    depth = 0
+    for m in _JSON_TOKEN.finditer(text):
+        c = m.group()
+        if c == "[" or c == "{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif c == "]" or c == "}":
+            depth -= 1
+    return False
+
+
+def load_json(text: str, field: str) -> Any:
+    """``json.loads`` for text a model or a trajectory wrote. Nesting beyond ``MAX_JSON_DEPTH`` and
+    numbers of more than ``MAX_NUMBER_DIGITS`` digits are an ``ActionParseError``, refused before json
+    recurses into them or int() reads them; text that is not JSON raises ``json.JSONDecodeError``."""
+    if json_too_deep(text):
+        raise ActionParseError(f"{field} nests deeper than {MAX_JSON_DEPTH} levels", field)
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ActionParseError(f"{field} must be an integer, got {value!r}", field) from None
+        return json.loads(text, parse_int=_json_int)
+    except _LongNumber as e:
+        raise ActionParseError(f"{field} holds a number of {e.args[0]} digits", field) from None
+
+
+def _as_int(value: Any, field: str) -> int:
+    if isinstance(value, str) and len(value.strip()) > MAX_NUMBER_DIGITS:
+        raise ActionParseError(f"{field} must be an integer, got {len(value.strip())} characters", field)
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), e.g. from "1e309"
+        raise ActionParseError(f"{field} must be an integer, got {_short(value)}", field) from None
+    if not -MAX_LINE_NUMBER <= number <= MAX_LINE_NUMBER:
+        raise ActionParseError(f"{field} must lie within ±{MAX_LINE_NUMBER}", field)
+    return number
 
 
 def _as_range(value: Any) -> list[int]:
     if isinstance(value, str):
         value = value.strip()
         try:
-            value = json.loads(value)
+            value = load_json(value, "view_range")
         except json.JSONDecodeError:
             value = value.strip("[]").replace(",", " ").split()
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ActionParseError(f"view_range must be two integers, got {value!r}", "view_range")
+        raise ActionParseError(f"view_range must be two integers, got {_short(value)}", "view_range")
     return [_as_int(v, "view_range") for v in value]
 
 
@@ -203,8 +258,12 @@ def parse_json_arguments(text: str | dict[str, Any], field: str = "arguments") -
     """OpenAI-style tool-call arguments: a JSON string (usually) or an object."""
     if isinstance(text, dict):
         return text
+    if not text:
+        return {}
+    if not isinstance(text, str):
+        raise ActionParseError(f"arguments must be a JSON object, got {type(text).__name__}", field)
     try:
-        value = json.loads(text) if text else {}
+        value = load_json(text, field)
     except json.JSONDecodeError as e:
         raise ActionParseError(f"arguments are not valid JSON: {e}", field) from None
     if not isinstance(value, dict):

@@ -94,13 +94,13 @@ static int all_space(const Text *t, Py_ssize_t lo, Py_ssize_t hi)
     return 1;
 }
 
-/* An integer as json.dumps writes one: 0 or -?[1-9][0-9]*, in ASCII digits, and short enough that
- * int() takes it whatever sys.set_int_max_str_digits says. */
+/* An integer as json.dumps writes one: 0 or -?[1-9][0-9]*, in ASCII digits, and at most 9 of them,
+ * so within actions.MAX_LINE_NUMBER (10**9), past which the general parser says bad_arguments. */
 static int is_int(const Text *t, Py_ssize_t lo, Py_ssize_t hi)
 {
     int negative = lo < hi && char_at(t, lo) == '-';
     lo += negative;
-    if (lo >= hi || hi - lo > 18)
+    if (lo >= hi || hi - lo > 9)
         return 0;
     if (char_at(t, lo) == '0')
         return hi - lo == 1 && !negative;

@@ -19,7 +19,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..actions import ActionParseError, find_bash_blocks, find_xml_calls, normalise, parse_json_arguments
+from ..actions import (
+    MAX_JSON_DEPTH,
+    ActionParseError,
+    find_bash_blocks,
+    find_xml_calls,
+    load_json,
+    normalise,
+    parse_json_arguments,
+)
 from ..schema import EDITOR_COMMANDS, ToolCall
 
 try:  # compiled at install (setup.py); without it every completion takes the general parser
@@ -29,7 +37,9 @@ except ImportError:
 
 STYLES = ("xml", "json", "bash", "any")
 # The reason codes of a format error, in the order the checks run.
-REASONS = ("no_think", "no_call", "multiple_calls", "unknown_tool", "bad_arguments")
+REASONS = ("not_text", "no_think", "no_call", "multiple_calls", "unknown_tool", "bad_arguments")
+# Editor arguments the editor reads as text: from a JSON call they may be anything else.
+_STRING_ARGS = ("file_text", "old_str", "new_str")
 
 _THINK_RE = re.compile(r"\s*<think>(.*?)</think>", re.S)
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
@@ -58,26 +68,76 @@ def completion_text(completion: Any) -> str:
 
     From messages, the assistant turns are joined. Chat templates that parse the response put the
     reasoning in ``reasoning_content`` and the calls in ``tool_calls``; both are written back as text
-    (``<think>`` block, ``<tool_call>`` JSON) so one parser reads every form.
+    (``<think>`` block, ``<tool_call>`` JSON) so one parser reads every form. Anything else (None, a
+    number, a list of things that are not messages) has no text: "" here, ``not_text`` when parsed.
     """
     if isinstance(completion, str):
         return completion
-    messages = [completion] if isinstance(completion, dict) else list(completion)
+    try:
+        return read_text(completion)
+    except FormatError:
+        return ""
+
+
+def read_text(completion: Any) -> str:
+    """``completion_text``, raising ``FormatError`` for what has no text instead of giving ""."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        messages = [completion]
+    elif isinstance(completion, (list, tuple)):
+        messages = completion
+    else:
+        kind = type(completion).__name__
+        raise FormatError("not_text", f"a completion is a string or a list of messages, not {kind}")
     parts = []
-    for m in messages:
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise FormatError("not_text", f"message {i} is {type(m).__name__}, not an object")
         if m.get("role", "assistant") != "assistant":
             continue
         content = m.get("content") or ""
-        if not isinstance(content, str):  # content parts: [{"type": "text", "text": …}]
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if isinstance(content, (list, tuple)):  # content parts: [{"type": "text", "text": …}]
+            texts = [p.get("text") or "" for p in content if isinstance(p, dict)]
+            if not all(isinstance(t, str) for t in texts):
+                raise FormatError("not_text", f"message {i} has a content part whose text is not a string")
+            content = "".join(texts)
+        elif not isinstance(content, str):
+            raise FormatError("not_text", f"message {i} has content of type {type(content).__name__}")
         reasoning = m.get("reasoning_content") or m.get("thinking")
+        if reasoning and not isinstance(reasoning, str):
+            raise FormatError("not_text", f"message {i} has reasoning of type {type(reasoning).__name__}")
         if reasoning and "<think>" not in content:
             content = f"<think>{reasoning}</think>\n{content}"
-        for tc in m.get("tool_calls") or []:
-            fn = tc.get("function", tc)
-            content += "\n<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": fn.get("arguments")}) + "</tool_call>"
+        tool_calls = m.get("tool_calls") or []
+        if not isinstance(tool_calls, (list, tuple)):
+            raise FormatError("not_text", f"message {i} has tool_calls of type {type(tool_calls).__name__}")
+        for tc in tool_calls:
+            fn = tc.get("function", tc) if isinstance(tc, dict) else None
+            if not isinstance(fn, dict):
+                raise FormatError("not_text", f"message {i} has a tool call that is not an object")
+            call = {"name": fn.get("name"), "arguments": fn.get("arguments")}
+            content += "\n<tool_call>" + _call_json(call) + "</tool_call>"
         parts.append(content)
     return "\n".join(parts)
+
+
+def _call_json(call: dict[str, Any]) -> str:
+    # json.dumps recurses in C per level, so the depth is checked first, without recursing.
+    stack = [(call, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, (list, tuple)):
+            continue
+        if depth >= MAX_JSON_DEPTH:  # a cycle ends here too
+            raise FormatError("bad_arguments", f"a structured tool call nests deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in value)
+    try:
+        return json.dumps(call)
+    except (TypeError, ValueError) as e:  # values JSON cannot write, keys it cannot, ints past the digit limit
+        raise FormatError("bad_arguments", f"a structured tool call is not JSON: {e}") from None
 
 
 # --- finding calls: each finder returns (style, name, arguments or raw JSON text, start, end) ------
@@ -121,9 +181,11 @@ def _find_calls(text: str, style: str) -> list[tuple]:
 
 def _json_call(raw: str) -> tuple[str, Any]:
     try:
-        value = json.loads(raw)
+        value = load_json(raw, "<tool_call> body")
     except json.JSONDecodeError as e:
         raise FormatError("bad_arguments", f"<tool_call> body is not JSON: {e}") from None
+    except ActionParseError as e:
+        raise FormatError("bad_arguments", str(e)) from None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
         raise FormatError("bad_arguments", "<tool_call> body must be an object with a string 'name'")
     # Llama-style templates call the arguments "parameters".
@@ -138,7 +200,7 @@ def parse_completion(completion: Any, style: str = "xml") -> ParsedCompletion:
     """The thought and the one tool call of a completion; raises ``FormatError``."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
-    text = completion_text(completion)
+    text = read_text(completion)
     if style == "xml" and read_canonical is not None:
         # Most completions copy the canonical text SFT taught: read those in one pass (_xmlcall.c).
         fast = read_canonical(text)
@@ -176,6 +238,10 @@ def to_tool_call(name: str, arguments: Any) -> ToolCall:
     call = parsed.call
     if call.name == "bash" and not call.arguments["command"].strip():
         raise FormatError("bad_arguments", "bash call with an empty command")
-    if call.name == "str_replace_editor" and call.arguments["command"] not in EDITOR_COMMANDS:
-        raise FormatError("bad_arguments", f"unknown str_replace_editor command {call.arguments['command']!r}")
+    if call.name == "str_replace_editor":
+        if call.arguments["command"] not in EDITOR_COMMANDS:
+            raise FormatError("bad_arguments", f"unknown str_replace_editor command {call.arguments['command'][:60]!r}")
+        for key in _STRING_ARGS:
+            if not isinstance(call.arguments.get(key, ""), str):
+                raise FormatError("bad_arguments", f"str_replace_editor {key} must be a string")
     return call

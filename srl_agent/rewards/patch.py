@@ -82,7 +82,8 @@ def _fallback_changes(args: dict[str, Any]) -> str:
     if command == "str_replace":
         if not isinstance(args.get("old_str"), str) or not args["old_str"]:
             raise CannotApply("str_replace without old_str")
-        return changes(args["old_str"], args.get("new_str") or "", located=False)
+        new = args.get("new_str")
+        return changes(args["old_str"], new if isinstance(new, str) else "", located=False)
     if command == "insert":
         if not isinstance(args.get("new_str"), str):
             raise CannotApply("insert without new_str")
