@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .completion import REASONS, STYLES, FormatError, completion_text, parse_completion
+from .completion import REASONS, STYLES, FormatError, parse_completion, read_text
 from .similarity import SIMILARITIES, get_similarity
-from .step_reward import DEFAULT_MODE, MODES, Breakdown, StepReward
+from .step_reward import DEFAULT_MODE, MODES, UNSCORABLE, Breakdown, StepReward
 
 __all__ = [
-    "DEFAULT_MODE", "MODES", "REASONS", "SIMILARITIES", "STYLES", "Breakdown", "FormatError", "RewardLog",
-    "SRLReward", "StepReward", "get_similarity", "parse_completion", "srl_reward",
+    "DEFAULT_MODE", "MODES", "REASONS", "SIMILARITIES", "STYLES", "UNSCORABLE", "Breakdown", "FormatError",
+    "RewardLog", "SRLReward", "StepReward", "get_similarity", "parse_completion", "srl_reward",
 ]
 
 # Dataset columns copied into each log record, so a record names its step.
@@ -74,10 +74,14 @@ class SRLReward:
         seen: dict[tuple, Breakdown] = {}
         breakdowns = []
         for c, a, t, s in rows:
-            key = (completion_text(c), a, s)
-            if key not in seen:
-                seen[key] = self.scorer(key[0], a, t, s)
-            breakdowns.append(seen[key])
+            try:
+                key = (read_text(c), a, s)
+                b = seen.get(key)
+                if b is None:
+                    b = seen[key] = self.scorer(key[0], a, t, s)
+            except Exception:  # no text, or a column that does not hash: scored alone, as the scorer never raises
+                b = self.scorer(c, a, t, s)
+            breakdowns.append(b)
         if self.log is not None:
             self._write(breakdowns, columns)
         self._report_to_trainer(breakdowns, columns)

@@ -8,11 +8,13 @@ Two modes (formulas in docs/architecture.md, "Rewards"):
   commands for ``bash``, path and line range for ``view``, patch similarity for edits, 1 for
   ``submit``.
 
-A completion that breaks the format scores −1 in both modes. Every score comes with a ``Breakdown``.
+A completion that breaks the format scores −1 in both modes. Every score comes with a ``Breakdown``;
+no completion, whatever it holds, makes scoring raise (a failure nobody foresaw is ``unscorable``, −1).
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 import shlex
@@ -23,13 +25,19 @@ from typing import Any
 
 from ..actions import find_xml_calls, normalise, render
 from ..schema import ToolCall
-from .completion import FormatError, canonical_action, completion_text, parse_completion
+from .completion import FormatError, canonical_action, parse_completion, read_text
 from .patch import EDIT_COMMANDS, edit_similarity
 from .similarity import Similarity, get_similarity
 
 MODES = ("paper", "tool-aware")
 DEFAULT_MODE = "tool-aware"  # it ranks perturbed actions below the expert's more widely: tests/test_rewards_real.py
 FORMAT_ERROR_REWARD = -1.0
+# The reason code of a completion whose scoring raised: not a format check, a last resort, so that one
+# completion cannot abort a training step. The breakdown's error holds what was raised.
+UNSCORABLE = "unscorable"
+_MAX_ERROR_TEXT = 500
+_log = logging.getLogger(__name__)
+_reported: set[str] = set()  # exception types already logged: a broken column fails every row alike
 _OPERATOR_CHARS = frozenset("();<>|&")
 
 
@@ -44,8 +52,8 @@ class Breakdown:
     style: str | None = None  # the style the call was written in
     tool_match: bool | None = None  # same tool (and, for the editor, same kind of command)
     components: dict[str, Any] = field(default_factory=dict)
-    format_error: str | None = None  # a reason code of completion.REASONS
-    error: str | None = None  # the format error's message
+    format_error: str | None = None  # a reason code of completion.REASONS, or UNSCORABLE
+    error: str | None = None  # the format error's message, or what was raised (UNSCORABLE)
     fallback: bool = False  # an edit compared without a file snapshot (or with one it does not fit)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +161,27 @@ class StepReward:
         expert_tool_call: dict[str, Any] | None = None,
         file_snapshot: str | None = None,
     ) -> Breakdown:
+        """The breakdown of one completion; never raises (see ``UNSCORABLE``)."""
+        try:
+            return self._score(completion, expert_action, expert_tool_call, file_snapshot)
+        except Exception as e:
+            return self._unscorable(e)
+
+    def _unscorable(self, e: Exception) -> Breakdown:
+        kind = type(e).__name__
+        try:
+            error = f"{kind}: {e}"[:_MAX_ERROR_TEXT]
+        except Exception:  # an exception whose message itself fails
+            error = kind
+        if kind not in _reported:
+            _reported.add(kind)
+            _log.warning("a completion could not be scored, so it gets %s (later %s errors are not logged): %s",
+                         FORMAT_ERROR_REWARD, kind, error, exc_info=e)
+        return Breakdown(self.mode, self.similarity_name, FORMAT_ERROR_REWARD, format_error=UNSCORABLE, error=error)
+
+    def _score(
+        self, completion: Any, expert_action: str, expert_tool_call: dict[str, Any] | None, file_snapshot: str | None
+    ) -> Breakdown:
         out = Breakdown(self.mode, self.similarity_name, FORMAT_ERROR_REWARD)
         try:
             parsed = parse_completion(completion, self.style)
@@ -182,16 +211,21 @@ class StepReward:
         seen: dict[tuple, float] = {}
         out = []
         for c, a, t, s in rows:
-            key = (c if type(c) is str else completion_text(c), a, s)
-            r = seen.get(key)
-            if r is None:
-                action = read(key[0]) if read is not None else None
-                # Without the expert's tool name the full path parses the expert action (and may raise).
-                if action is not None and t and t.get("name"):
-                    r = similarity(action, a)
-                else:
-                    r = self(key[0], a, t, s).reward
-                seen[key] = r
+            try:
+                key = (c if type(c) is str else read_text(c), a, s)
+                r = seen.get(key)
+                if r is None:
+                    action = read(key[0]) if read is not None else None
+                    # Without the expert's tool name the full path parses the expert action for it.
+                    if action is not None and t and t.get("name"):
+                        r = similarity(action, a)
+                    else:
+                        r = self(key[0], a, t, s).reward
+                    seen[key] = r
+            except Exception:
+                # No text, a column that does not hash, or a fast path that raised: the full path,
+                # uncached, gives the format error or the unscorable −1.
+                r = self(c, a, t, s).reward
             out.append(r)
         return out
 
