@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train code agents on expert trajectories with SRL.")
 console = Console(stderr=True)
 
@@ -18,15 +20,8 @@ def _root() -> None:
     """srl-agent: train code agents on expert trajectories with Supervised Reinforcement Learning."""
 
 
-def _emit(summary: dict, as_json: bool, table: Table) -> None:
-    """The ``--json`` convention: one JSON object on stdout, or a human-readable table."""
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        Console().print(table)
-
-
 @app.command()
+@bad_input_exits
 def prepare(
     inputs: list[str] = typer.Argument(..., help="Trajectory files, folders, or hub datasets (owner/name[:split])."),
     out: Path = typer.Option(..., "--out", "-o", help="Output JSONL of step instances."),
@@ -45,9 +40,9 @@ def prepare(
     from .steps import StepConfig
 
     if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", param_hint="--format")
+        fail(f"--format: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if context_steps != "all" and not context_steps.isdigit():
-        raise typer.BadParameter("a number or 'all'", param_hint="--context-steps")
+        fail(f"--context-steps: a number or 'all', got {context_steps!r}")
     config = StepConfig(
         context_steps=None if context_steps == "all" else int(context_steps),
         observation_tokens=observation_tokens,
@@ -58,15 +53,13 @@ def prepare(
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(tokenizer)
+    # Transient: the table after it says what was read, and an error stays the one line on stderr.
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} trajectories"),
-        TimeElapsedColumn(), console=console, disable=as_json,
+        TimeElapsedColumn(), console=console, disable=as_json, transient=True,
     ) as bar:
         task = bar.add_task("reading", total=None)
-        try:
-            summary = run_prepare(inputs, out, config, fmt, tok, progress=lambda n: bar.update(task, completed=n))
-        except FileNotFoundError as e:
-            raise typer.BadParameter(str(e), param_hint="INPUTS") from None
+        summary = run_prepare(inputs, out, config, fmt, tok, progress=lambda n: bar.update(task, completed=n))
     table = Table(title=f"prepare → {out}")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -80,7 +73,7 @@ def prepare(
         table.add_row(f"skipped: {reason}", str(n))
     if drop_legacy:
         table.add_row("legacy steps dropped", str(summary["legacy_steps_dropped"]))
-    _emit(summary, as_json, table)
+    emit(summary, as_json, table)
 
 
 env_app = typer.Typer(no_args_is_help=True, help="The bundled task pack: images and the swebench dataset.")
@@ -88,25 +81,24 @@ app.add_typer(env_app, name="env")
 
 
 @env_app.command("build")
+@bad_input_exits
 def env_build(
-    task_ids: list[str] = typer.Argument(None, help="Tasks (instance id, project/task or task name); default all."),
+    instances: list[str] = typer.Option(None, "--instance", help="Only this task (instance id, project/task or "
+                                        "task name); repeat, or a comma-separated list. Default: all."),
+    task_ids: list[str] = typer.Argument(None, hidden=True),  # the older spelling: tasks as arguments
     force: bool = typer.Option(False, help="Rebuild images that exist already."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Build the task images (wheelhouse filled on the host; no network inside Docker)."""
     from .images import build_images
-    from .tasks import PackError
 
-    try:
-        summary = build_images(task_ids or None, force=force, progress=not as_json)
-    except PackError as e:
-        raise typer.BadParameter(str(e), param_hint="TASK") from None
+    summary = build_images(instance_ids([*(instances or []), *(task_ids or [])]), force=force, progress=not as_json)
     table = Table(title=f"task images ({summary['built']} built, {summary['existing']} existing, {summary['seconds']} s)")
     for col in ("instance", "image", "built", "MB"):
         table.add_column(col)
     for i in summary["images"]:
         table.add_row(i["instance_id"], i["image"], "yes" if i["built"] else "existing", str(i["size_mb"]))
-    _emit(summary, as_json, table)
+    emit(summary, as_json, table)
 
 
 @env_app.command("dataset")
@@ -121,17 +113,17 @@ def env_dataset(
     try:
         summary = write_dataset(out, progress=not as_json)
     except PackError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
+        fail(str(e), code=1)
     table = Table(title=f"{summary['path']}: {summary['tasks']} tasks, {summary['projects']} projects")
     for col in ("instance", "FAIL_TO_PASS", "PASS_TO_PASS"):
         table.add_column(col)
     for r in summary["rows"]:
         table.add_row(r["instance_id"], str(r["FAIL_TO_PASS"]), str(r["PASS_TO_PASS"]))
-    _emit(summary, as_json, table)
+    emit(summary, as_json, table)
 
 
 @app.command()
+@bad_input_exits
 def score(
     steps: Path = typer.Option(..., "--steps", help="Step instances (JSONL from `srl-agent prepare`)."),
     completions: Path = typer.Option(..., "--completions", help="JSONL rows: instance_id, step_index, completion."),
@@ -147,20 +139,17 @@ def score(
 
     for value, known, hint in ((reward, MODES, "--reward"), (similarity, SIMILARITIES, "--similarity"), (style, STYLES, "--style")):
         if value not in known:
-            raise typer.BadParameter(f"{value!r}; known: {', '.join(known)}", param_hint=hint)
+            fail(f"{hint}: {value!r}; known: {', '.join(known)}")
     for path, hint in ((steps, "--steps"), (completions, "--completions")):
         if not path.is_file():
-            raise typer.BadParameter(f"no such file: {path}", param_hint=hint)
+            fail(f"{hint}: no such file: {path}")
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.completed} completions"), TimeElapsedColumn(),
                   console=console, disable=as_json) as bar:
         task = bar.add_task("scoring", total=None)
-        try:
-            summary = score_file(steps, completions, out, reward, similarity, style,
-                                 progress=lambda n: bar.update(task, completed=n))
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--steps") from None
+        summary = score_file(steps, completions, out, reward, similarity, style,
+                             progress=lambda n: bar.update(task, completed=n))
     table = Table(title=f"score ({reward}, {similarity}) → {out}")
     for col in ("expert tool", "completions", "mean reward"):
         table.add_column(col, justify="right" if col != "expert tool" else "left")
@@ -174,7 +163,7 @@ def score(
     table.add_row("edit fallbacks (no snapshot)", str(summary["fallbacks"]), "")
     for reason, n in sorted(summary["skipped_by_reason"].items()):
         table.add_row(f"not scored: {reason}", str(n), "")
-    _emit(summary, as_json, table)
+    emit(summary, as_json, table)
     if not as_json:
         for problem in summary["problems"]:
             console.print(f"[yellow]not scored:[/yellow] {problem}")
@@ -197,12 +186,14 @@ def sandbox_gc(
     table.add_column("label")
     table.add_column("removed", justify="right")
     table.add_row(label, str(removed))
-    _emit({"removed": removed}, as_json, table)
+    emit({"removed": removed}, as_json, table)
 
 
 @app.command()
+@bad_input_exits
 def replay(
-    task_ids: list[str] = typer.Argument(None, help="Task ids to replay (default with --all: every bundled trajectory)."),
+    instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
+    task_ids: list[str] = typer.Argument(None, hidden=True),  # the older spelling: ids as arguments
     all_tasks: bool = typer.Option(False, "--all", help="Replay every task that has a bundled trajectory."),
     record: bool = typer.Option(False, "--record", help="Write the regenerated observations and file snapshots back."),
     report: Path = typer.Option(Path("runs/replay/report.json"), help="Where the JSON report goes."),
@@ -212,13 +203,11 @@ def replay(
     """Replay bundled expert trajectories in their sandboxes and grade the result (exit 1 if one does not resolve)."""
     from .replay import TRAJECTORY_DIR, replay_tasks
 
-    if not task_ids and not all_tasks:
-        raise typer.BadParameter("name task ids or pass --all", param_hint="TASK_IDS")
-    try:
-        reports = replay_tasks(task_ids or None, record_observations=record, folder=trajectories or TRAJECTORY_DIR,
-                               progress=None if as_json else lambda n, total: console.print(f"replayed {n}/{total}"))
-    except (KeyError, FileNotFoundError) as e:
-        raise typer.BadParameter(str(e).strip("'\""), param_hint="TASK_IDS") from None
+    ids = instance_ids([*(instances or []), *(task_ids or [])])
+    if not ids and not all_tasks:
+        fail("name tasks with --instance ID, or pass --all")
+    reports = replay_tasks(ids, record_observations=record, folder=trajectories or TRAJECTORY_DIR,
+                           progress=None if as_json else lambda n, total: console.print(f"replayed {n}/{total}"))
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps([r.to_dict() for r in reports], indent=1), encoding="utf-8")
     summary = {"tasks": [r.summary() for r in reports], "resolved": sum(r.resolved for r in reports),
@@ -239,7 +228,7 @@ def replay(
         match = t["mean_observation_match"]
         table.add_row(t["instance_id"], str(t["steps"]), str(t["edits"]), "" if match is None else f"{match:.3f}",
                       "yes" if t["resolved"] else "NO")
-    _emit(summary, as_json, table)
+    emit(summary, as_json, table)
     if summary["resolved"] < summary["total"]:
         raise typer.Exit(1)
 

@@ -344,7 +344,7 @@ def test_cli_agent_settings_reach_the_episode(warm_tiny_model, task_images, tmp_
     from srl_agent.cli import app
 
     res = CliRunner().invoke(app, [
-        "eval", "--model", str(warm_tiny_model), "--instances", GET_IN, "--output-dir", str(tmp_path), "--no-score",
+        "eval", "--model", str(warm_tiny_model), "--instance", GET_IN, "--output-dir", str(tmp_path), "--no-score",
         "--step-limit", "1", "--format-error-limit", "1", "--max-new-tokens", "4", "--temperature", "0.6",
         "--seed", "7", "--context-steps", "2", "--observation-tokens", "32", "--issue-tokens", "64",
         "--exact-budgets", "--batch-size", "1", "--json"])

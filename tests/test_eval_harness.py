@@ -69,7 +69,7 @@ def test_cli_json_summary_with_mixed_predictions(task_images, docker_client, tmp
         {"instance_id": "not-in-the-dataset", "model_name_or_path": "org/model", "model_patch": "x"},
     ]))
     ids = ",".join(r["instance_id"] for r in (good, wrong, missing))
-    res = CliRunner().invoke(app, ["eval", "--predictions", str(preds), "--instances", ids, "--output-dir",
+    res = CliRunner().invoke(app, ["eval", "--predictions", str(preds), "--instance", ids, "--output-dir",
                                    str(tmp_path / "out"), "--run-id", "mixed", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
@@ -89,6 +89,6 @@ def test_cli_refuses_bad_choices(tmp_path):
 
     for args, message in ((["--mode", "nope"], "--mode"), (["--backend", "x"], "--backend"),
                           (["--predictions", str(tmp_path / "none.jsonl")], "no such file"),
-                          (["--gold", "--instances", "nope"], "not in the dataset")):
+                          (["--gold", "--instance", "nope"], "not in the dataset")):
         res = CliRunner().invoke(app, ["eval", "--output-dir", str(tmp_path), *args])
         assert res.exit_code == 2 and message in res.output, res.output

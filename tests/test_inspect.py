@@ -127,7 +127,7 @@ def test_export_and_run_filter(run, tmp_path):
     assert out["export"]["rows"] == len(run["scored"])
     result = subprocess.run([str(SRL_AGENT), "inspect", str(run["folder"]), "--run", "nope"], capture_output=True,
                             text=True)
-    assert result.returncode == 1 and "no run 'nope'" in result.stderr
+    assert result.returncode == 2 and "no run 'nope'" in result.stderr
 
 
 # ---------------------------------------------------------------- the report in a real browser

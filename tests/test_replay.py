@@ -90,7 +90,7 @@ def test_a_trajectory_without_its_fix_does_not_resolve(docker_client, tmp_path):
             continue
         kept.append(m)
     (tmp_path / FILES[0].name).write_text(json.dumps(dict(row, messages=kept)) + "\n")
-    res = CliRunner().invoke(app, ["replay", instance_id, "--trajectories", str(tmp_path), "--json",
+    res = CliRunner().invoke(app, ["replay", "--instance", instance_id, "--trajectories", str(tmp_path), "--json",
                                    "--report", str(tmp_path / "report.json")])
     assert res.exit_code == 1, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])

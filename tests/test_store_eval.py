@@ -69,7 +69,7 @@ def mixed(task_images, tmp_path_factory) -> dict:
     preds.write_text("".join(json.dumps({"instance_id": i, "model_name_or_path": "org/mix", "model_patch": p}) + "\n"
                              for i, p in PREDICTIONS.items()))
     out = root / "mixed"
-    summary = run_cli("eval", "--predictions", str(preds), "--instances", ",".join(IDS), "--output-dir", str(out),
+    summary = run_cli("eval", "--predictions", str(preds), "--instance", ",".join(IDS), "--output-dir", str(out),
                       "--run-id", "mix")
     return {"out": out, "summary": summary}
 
@@ -109,7 +109,7 @@ def test_scoring_the_folder_again_replaces_its_episodes(mixed, tmp_path):
     conn, _ = open_run(out)
     assert sum(r["reward"] for r in episodes(conn).values()) == 1.0
     conn.close()
-    run_cli("eval", "--gold", "--instances", ",".join(IDS), "--output-dir", str(out), "--run-id", "gold")
+    run_cli("eval", "--gold", "--instance", ",".join(IDS), "--output-dir", str(out), "--run-id", "gold")
     gold = {i: ROWS[i]["patch"] for i in IDS}
     exp = expected(out, gold, "gold", "gold")
     assert {e["status"] for e in exp.values()} == {"resolved"}

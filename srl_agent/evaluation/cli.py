@@ -1,18 +1,23 @@
-"""``srl-agent eval``: a thin wrapper over ``run_eval`` (registered in ``srl_agent/cli.py``)."""
+"""``srl-agent eval``: a thin wrapper over ``run_eval`` (registered in ``srl_agent/cli.py``).
+
+The prompt settings (style, history, context steps, budgets) are the model's own, saved with it in
+``srl-agent.json`` by training (``srl_agent.model_settings``); the prompt flags change only what they name.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from ..cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
 
 console = Console(stderr=True)
 
 
+@bad_input_exits
 def eval_command(
     model: str | None = typer.Option(None, "--model", help="Hub id or local path ('tiny' or none: the offline tiny model)."),
     dataset: str | None = typer.Option(None, "--dataset", help="swebench-5 rows file (.jsonl/.json) or hub name (default: the bundled tasks)."),
@@ -22,22 +27,29 @@ def eval_command(
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint (with --backend openai)."),
     predictions: Path | None = typer.Option(None, "--predictions", help="Score this predictions file; no model runs."),
     gold: bool = typer.Option(False, "--gold", help="Score the dataset's own gold patches."),
-    instances: list[str] | None = typer.Option(None, "--instances", help="Only these instance ids (repeat, or comma-separated)."),
+    instances: list[str] | None = typer.Option(None, "--instance", help=INSTANCE_HELP),
+    old_instances: list[str] | None = typer.Option(None, "--instances", hidden=True),  # the older spelling
     split: str = typer.Option("test", "--split", help="Split of a hub dataset."),
     step_limit: int = typer.Option(30, "--step-limit", help="Most actions per agent episode."),
     format_error_limit: int = typer.Option(3, "--format-error-limit", help="Consecutive malformed completions that end an episode."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens per completion."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed of the first round (round r uses seed + r)."),
-    style: str = typer.Option("xml", "--style", help="Tool-call style the model writes: xml | json."),
+    style: str | None = typer.Option(None, "--style", help="Tool-call style the model writes: xml | json "
+                                     "[default: as trained (the model's srl-agent.json), else xml]."),
     batch_size: int = typer.Option(4, "--batch-size", help="Episodes (or oracle prompts) per generate call."),
-    context_steps: int = typer.Option(2, "--context-steps", help="Previous action–observation pairs in the prompt (as trained)."),
-    history: str = typer.Option("window", "--history", help="window: SRL step prompts (last --context-steps pairs); "
-                                "episode: RLVR's chat of the whole episode (for a policy trained with RLVR)."),
-    observation_tokens: int = typer.Option(1024, "--observation-tokens", help="Budget per observation in the prompt (as trained)."),
-    issue_tokens: int = typer.Option(4096, "--issue-tokens", help="Budget of the issue in the prompt (as trained)."),
-    exact_budgets: bool = typer.Option(False, "--exact-budgets", help="Count the budgets in the model's own tokens "
-                                       "(as `srl-agent pipeline` and `prepare --tokenizer` do), not characters / 4."),
+    context_steps: str | None = typer.Option(None, "--context-steps", help="Previous action–observation pairs in the "
+                                             "prompt, or 'all' [default: as trained, else 2]."),
+    history: str | None = typer.Option(None, "--history", help="window: SRL step prompts (last --context-steps pairs); "
+                                       "episode: RLVR's chat of the whole episode [default: as trained, else window]."),
+    observation_tokens: int | None = typer.Option(None, "--observation-tokens", help="Budget per observation in the "
+                                                  "prompt [default: as trained, else 1024]."),
+    issue_tokens: int | None = typer.Option(None, "--issue-tokens", help="Budget of the issue in the prompt "
+                                            "[default: as trained, else 4096]."),
+    exact_budgets: bool | None = typer.Option(None, "--exact-budgets/--character-budgets", help="Count the budgets in "
+                                              "the model's own tokens (as `srl-agent pipeline` and `prepare "
+                                              "--tokenizer` do), or in characters / 4 [default: as trained, else "
+                                              "characters]."),
     max_workers: int = typer.Option(2, "--max-workers", help="Harness workers."),
     run_id: str | None = typer.Option(None, "--run-id", help="Harness run id (default: a timestamp). The same id in the same output dir resumes: graded instances are not rerun."),
     no_score: bool = typer.Option(False, "--no-score", help="Write predictions only."),
@@ -46,27 +58,31 @@ def eval_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Run a model on SWE-bench-style tasks (or take given predictions) and score with the official harness."""
-    from ..agent import AgentConfig
+    from ..agent import HISTORIES, AgentConfig
+    from ..model_settings import resolve
     from ..policy import BACKENDS
     from ..rewards.completion import STYLES
-    from ..steps import StepConfig
-    from .data import DatasetError
     from .harness import ScoringError
     from .run import MODES, run_eval
 
-    for value, known, hint in ((mode, MODES, "--mode"), (backend, BACKENDS, "--backend"), (style, STYLES, "--style")):
-        if value not in known:
-            raise typer.BadParameter(f"{value!r}; known: {', '.join(known)}", param_hint=hint)
+    for value, known, hint in ((mode, MODES, "--mode"), (backend, BACKENDS, "--backend"), (style, STYLES, "--style"),
+                               (history, HISTORIES, "--history")):
+        if value is not None and value not in known:
+            fail(f"{hint}: {value!r}; known: {', '.join(known)}")
+    if context_steps is not None and context_steps != "all" and not context_steps.isdigit():
+        fail(f"--context-steps: a number or 'all', got {context_steps!r}")
     if predictions is not None and not predictions.is_file():
-        raise typer.BadParameter(f"no such file: {predictions}", param_hint="--predictions")
-    ids = [i for item in instances or [] for i in item.split(",") if i]
-    try:
-        config = AgentConfig(step_limit=step_limit, format_error_limit=format_error_limit, max_new_tokens=max_new_tokens,
-                             temperature=temperature, seed=seed, style=style, batch_size=batch_size, history=history,
-                             prompt=StepConfig(context_steps=context_steps, observation_tokens=observation_tokens,
-                                               issue_tokens=issue_tokens))
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        fail(f"--predictions: no such file: {predictions}")
+    ids = instance_ids([*(instances or []), *(old_instances or [])])
+    # A served model's name is not a hub id to read settings from; a local folder still is.
+    saved_from = model if backend != "openai" or (model and Path(model).is_dir()) else None
+    prompt = resolve(saved_from, style=style, history=history, observation_tokens=observation_tokens,
+                     issue_tokens=issue_tokens, budgets=None if exact_budgets is None else
+                     "tokens" if exact_budgets else "characters",
+                     context_steps=context_steps if context_steps in (None, "all") else int(context_steps))
+    config = AgentConfig(step_limit=step_limit, format_error_limit=format_error_limit, max_new_tokens=max_new_tokens,
+                         temperature=temperature, seed=seed, style=prompt.style, batch_size=batch_size,
+                         history=prompt.history, prompt=prompt.step_config())
     with console.status("evaluating", spinner="dots") if not as_json else _Quiet() as status:
         def progress(done: int, total: int) -> None:
             if status is not None:
@@ -74,17 +90,14 @@ def eval_command(
 
         try:
             summary = run_eval(model, dataset, mode, output_dir, backend=backend, base_url=base_url,
-                               predictions=predictions, gold=gold, instance_ids=ids or None, split=split,
-                               agent_config=config, exact_budgets=exact_budgets, do_score=not no_score,
+                               predictions=predictions, gold=gold, instance_ids=ids, split=split,
+                               agent_config=config, exact_budgets=prompt.exact_budgets, do_score=not no_score,
                                max_workers=max_workers, run_id=run_id, strict=strict,
                                progress=progress)
-        except (DatasetError, ValueError) as e:
-            raise typer.BadParameter(str(e)) from None
         except (ScoringError, RuntimeError) as e:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
-            raise typer.Exit(1) from None
+            fail(str(e), code=1)
     if as_json:
-        typer.echo(json.dumps(summary))
+        emit(summary, True)
         return
     table = Table(title=f"{summary['model']} ({summary['source']}) on {summary['dataset']}")
     for col in ("instance", "status", "FAIL_TO_PASS", "PASS_TO_PASS"):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from ..cli_util import emit, fail
 
 console = Console(stderr=True)
 MAX_ROWS = 25  # long tables (tasks, training steps) are cut to this many rows on the terminal
@@ -94,8 +95,7 @@ def inspect_command(
         summary = {"store": info["store"], **summarize(conn, runs or None, worst)}
     except (FileNotFoundError, ValueError, StoreError, sqlite3.DatabaseError) as e:
         where = f"{run}: " if isinstance(e, sqlite3.DatabaseError) else ""  # the others name their file
-        console.print(f"[red]error:[/red] {where}{e}")
-        raise typer.Exit(1) from None
+        fail(f"{where}{e}")
     summary["imported"] = info["imported"]
     summary["missing_steps"] = info["missing_steps"]
     if html is not None:
@@ -106,10 +106,10 @@ def inspect_command(
         try:
             summary["export"] = export(conn, export_to, runs=runs or None)
         except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--export") from None
+            fail(f"--export: {e}")
     conn.close()
     if as_json:
-        typer.echo(json.dumps(summary, default=str))
+        emit(summary, True)
         return
     for imp in info["imported"]:
         console.print(f"imported {imp['imported']} records of run [bold]{imp['run']}[/bold] from {imp['path']}"

@@ -1,12 +1,12 @@
 """``srl-agent train sft|srl`` and ``srl-agent pipeline``: thin wrappers over ``train_sft``, ``train_srl``, ``run_pipeline``.
 
 Options map onto recipe keys; a flag that is not given changes nothing, so the recipe (and ``--set``)
-keep their values. Precedence: recipe file < ``--set key=value`` < explicit flags.
+keep their values. Precedence: recipe file < ``--set key=value`` < explicit flags. A recipe key that
+does not exist, a missing file or checkpoint: one line on stderr, exit code 2 (``srl_agent.cli_util``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..cli_util import BAD_INPUT, INSTANCE_HELP, emit, fail, instance_ids, refuse, summary_table
+
 train_app = typer.Typer(no_args_is_help=True, help="Train a policy: SFT or SRL on step instances, RLVR on tasks.")
 console = Console(stderr=True)
 
 _MODEL = typer.Option(None, "--model", help="Hub id or local path (default: the recipe's, else the offline tiny model).")
 _DATA = typer.Option(..., "--data", help="Step instances (JSONL from `srl-agent prepare`).")
-_OUT = typer.Option(..., "--output-dir", help="Run folder: final model, checkpoint-N folders, rewards.jsonl.")
+_OUT = typer.Option(..., "--output-dir", "-o", help="Run folder: final model, checkpoint-N folders, rewards.jsonl.")
 _RECIPE = typer.Option("srl", "--recipe", help="Bundled recipe (srl, tiny) or a YAML path.")
 _SET = typer.Option(None, "--set", help="Override a recipe key, e.g. --set grpo.learning_rate=1e-6 (repeatable).")
 _RESUME = typer.Option(False, "--resume", help="Continue from the last checkpoint-N in --output-dir.")
@@ -33,7 +35,7 @@ def _overrides(sets: list[str] | None, section: str, flags: dict[str, Any]) -> d
     try:
         out = parse_assignments(sets)
     except RecipeError as e:
-        raise typer.BadParameter(str(e), param_hint="--set") from None
+        fail(str(e))
     for key, value in flags.items():
         if value is not None:
             out[key if key in ("lora", "seed") else f"{section}.{key}"] = value
@@ -46,9 +48,8 @@ def _run(fn, **kwargs: Any) -> dict[str, Any]:
 
     try:
         summary = fn(**kwargs)
-    except (RecipeError, TrainError, ValueError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(1) from None
+    except (RecipeError, TrainError, *BAD_INPUT) as e:  # TrainError: the run could not start as asked
+        refuse(e)
     end_distributed()
     return summary
 
@@ -59,15 +60,7 @@ def _show(summary: dict[str, Any], as_json: bool, title: str, skip: tuple[str, .
     if not is_main_process():  # under a launcher, rank 0 reports for everyone
         return
     shown = {k: v for k, v in summary.items() if k not in skip}
-    if as_json:
-        typer.echo(json.dumps(shown, default=str))
-        return
-    table = Table(title=title)
-    table.add_column("")
-    table.add_column("value")
-    for key, value in shown.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    emit(shown, as_json, summary_table(title, shown))
 
 
 def _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed) -> dict[str, Any]:
@@ -98,7 +91,7 @@ def srl(
     from .srl import train_srl
 
     if vllm_mode is not None and vllm_mode not in ("colocate", "server"):
-        raise typer.BadParameter("colocate or server", param_hint="--vllm-mode")
+        fail(f"--vllm-mode: colocate or server, got {vllm_mode!r}")
     flags = _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed)
     flags.update(num_generations=num_generations, use_vllm=True if use_vllm or vllm_mode else None, vllm_mode=vllm_mode)
     summary = _run(train_srl, data=data, output_dir=output_dir, model=model, recipe=recipe,
@@ -132,9 +125,10 @@ def sft(
 @train_app.command("rlvr")
 def rlvr(
     tasks: Path | None = typer.Option(None, "--tasks", help="Task rows, swebench-5 JSONL (default: the bundled tasks)."),
-    output_dir: Path = typer.Option(..., "--output-dir", help="Run folder: final model, checkpoints, rewards.jsonl."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run folder: final model, checkpoints, rewards.jsonl."),
     model: str | None = _MODEL, recipe: str = _RECIPE, sets: list[str] = _SET,
-    instance_ids: list[str] = typer.Option(None, "--instance-id", help="Train on these tasks only (repeatable)."),
+    instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
+    old_instances: list[str] = typer.Option(None, "--instance-id", hidden=True),  # the older spelling
     learning_rate: float | None = typer.Option(None, help="rlvr.grpo.learning_rate."),
     num_generations: int | None = typer.Option(None, help="rlvr.grpo.num_generations: episodes per task and step."),
     max_steps: int | None = typer.Option(None, help="rlvr.grpo.max_steps (optimizer steps)."),
@@ -152,7 +146,8 @@ def rlvr(
     flags = _shared_flags(learning_rate, max_steps, save_steps, report_to, lora, seed)
     flags.update(num_generations=num_generations)
     overrides = _overrides(sets, "rlvr.grpo", flags)
-    for key, value in (("rlvr.tasks", instance_ids or None), ("rlvr.max_sandboxes", max_sandboxes),
+    ids = instance_ids([*(instances or []), *(old_instances or [])])
+    for key, value in (("rlvr.tasks", ids), ("rlvr.max_sandboxes", max_sandboxes),
                        ("rlvr.rollout.episode.step_limit", step_limit)):
         if value is not None:
             overrides[key] = value
@@ -163,7 +158,7 @@ def rlvr(
 
 def pipeline_command(
     trajectories: Path | None = typer.Option(None, help="Trajectory files or folder (default: the bundled ones)."),
-    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", help="Run folder for every stage."),
+    output_dir: Path = typer.Option(Path("runs/demo"), "--output-dir", "-o", help="Run folder for every stage."),
     model: str | None = _MODEL,
     recipe: str = typer.Option("tiny", "--recipe", help="Bundled recipe (tiny, srl) or a YAML path."),
     sets: list[str] = _SET,
@@ -196,6 +191,5 @@ def pipeline_command(
             steps = (summary["stages"]["eval"].get("generation") or {}).get("steps", "")
             tasks.add_row("evaluation (agent)", f"{summary['eval_resolved']}/{summary['eval_total']}", str(steps))
         (console if as_json else Console()).print(tasks)
-    compact = {k: v for k, v in summary.items() if k != "stages"}
     if as_json:
-        typer.echo(json.dumps(compact, default=str))
+        emit({k: v for k, v in summary.items() if k != "stages"}, True)
