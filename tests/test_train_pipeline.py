@@ -67,3 +67,21 @@ def test_pipeline_command_prints_a_table_then_one_json_line(task_images, tmp_pat
     assert stages["eval"]["model"] == "rlvr" and all(p["model_name_or_path"] == "rlvr" for p in preds)  # the folder's name
     assert summary["eval_total"] == 2 and summary["eval_resolved"] == sum(i["resolved"] for i in stages["eval"]["instances"])
     assert "RLVR episodes" in done.stderr and "evaluation (agent)" in done.stderr
+    # Prompt settings: SFT and SRL save the ones the pipeline prepared with (QUICK's budgets, counted in
+    # the model's tokens); RLVR the recipe's rollout budgets and the episode chat; evaluation uses RLVR's.
+    from srl_agent.model_settings import read_settings
+    from srl_agent.train.recipe import load_recipe
+
+    tiny = load_recipe("tiny")
+    context, rollout = tiny["pipeline"]["prepare"]["context_steps"], tiny["rlvr"]["rollout"]["prompt"]
+    sft = read_settings(tmp_path / "sft")
+    assert (sft.style, sft.context_steps, sft.observation_tokens, sft.issue_tokens, sft.budgets, sft.history) == \
+        ("xml", context, 8, 8, "tokens", "window")
+    assert read_settings(tmp_path / "srl") == sft
+    rl = read_settings(tmp_path / "rlvr")
+    assert (rl.context_steps, rl.observation_tokens, rl.issue_tokens, rl.budgets, rl.history) == \
+        (context, rollout["observation_tokens"], rollout["issue_tokens"], "tokens", "episode")
+    info = json.loads((tmp_path / "eval" / "trajs" / f"{TASKS[0]}.traj").read_text())["info"]["srl_agent"]
+    assert (info["config"]["history"], info["budgets"]) == ("episode", "tokens")
+    assert (info["config"]["prompt"]["observation_tokens"], info["config"]["prompt"]["issue_tokens"]) == \
+        (rollout["observation_tokens"], rollout["issue_tokens"])
