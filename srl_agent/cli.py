@@ -85,14 +85,13 @@ app.add_typer(env_app, name="env")
 def env_build(
     instances: list[str] = typer.Option(None, "--instance", help="Only this task (instance id, project/task or "
                                         "task name); repeat, or a comma-separated list. Default: all."),
-    task_ids: list[str] = typer.Argument(None, hidden=True),  # the older spelling: tasks as arguments
     force: bool = typer.Option(False, help="Rebuild images that exist already."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Build the task images (wheelhouse filled on the host; no network inside Docker)."""
     from .images import build_images
 
-    summary = build_images(instance_ids([*(instances or []), *(task_ids or [])]), force=force, progress=not as_json)
+    summary = build_images(instance_ids(instances), force=force, progress=not as_json)
     table = Table(title=f"task images ({summary['built']} built, {summary['existing']} existing, {summary['seconds']} s)")
     for col in ("instance", "image", "built", "MB"):
         table.add_column(col)
@@ -193,7 +192,6 @@ def sandbox_gc(
 @bad_input_exits
 def replay(
     instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
-    task_ids: list[str] = typer.Argument(None, hidden=True),  # the older spelling: ids as arguments
     all_tasks: bool = typer.Option(False, "--all", help="Replay every task that has a bundled trajectory."),
     record: bool = typer.Option(False, "--record", help="Write the regenerated observations and file snapshots back."),
     report: Path = typer.Option(Path("runs/replay/report.json"), help="Where the JSON report goes."),
@@ -203,7 +201,7 @@ def replay(
     """Replay bundled expert trajectories in their sandboxes and grade the result (exit 1 if one does not resolve)."""
     from .replay import TRAJECTORY_DIR, replay_tasks
 
-    ids = instance_ids([*(instances or []), *(task_ids or [])])
+    ids = instance_ids(instances)
     if not ids and not all_tasks:
         fail("name tasks with --instance ID, or pass --all")
     reports = replay_tasks(ids, record_observations=record, folder=trajectories or TRAJECTORY_DIR,

@@ -85,9 +85,6 @@ def test_older_task_spellings_still_work(monkeypatch, tmp_path):
     calls = _capture(monkeypatch, "srl_agent.evaluation.run", "run_eval", {"submitted": 0, "predictions": None})
     assert invoke("eval", "--instances", "a,b", "--no-score", "-o", tmp_path, "--json").exit_code == 0
     assert calls[-1][1]["instance_ids"] == ["a", "b"]
-    calls = _capture(monkeypatch, "srl_agent.replay", "replay_tasks", [])
-    assert invoke("replay", "a", "b", "--report", tmp_path / "r.json", "--json").exit_code == 0
-    assert calls[-1][0][0] == ["a", "b"]
     calls = _capture(monkeypatch, "srl_agent.train.rlvr", "train_rlvr", {"steps": 0})
     assert invoke("train", "rlvr", "--instance-id", "a", "--instance-id", "b", "-o", tmp_path, "--json").exit_code == 0
     assert calls[-1][1]["overrides"]["rlvr.tasks"] == ["a", "b"]
