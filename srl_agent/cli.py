@@ -13,6 +13,7 @@ from .cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train code agents on expert trajectories with SRL.")
 console = Console(stderr=True)
+SHOWN_PROBLEMS = 5  # skipped records printed by `prepare`
 
 
 @app.callback()
@@ -74,6 +75,12 @@ def prepare(
     if drop_legacy:
         table.add_row("legacy steps dropped", str(summary["legacy_steps_dropped"]))
     emit(summary, as_json, table)
+    problems = summary.get("problems") or []
+    for problem in problems[:SHOWN_PROBLEMS]:  # the first few here; every one in --json
+        console.print(f"[yellow]skipped[/yellow] {problem}", markup=True, highlight=False, soft_wrap=True)
+    more = len(problems) - SHOWN_PROBLEMS + summary.get("problems_omitted", 0)
+    if more > 0:
+        console.print(f"… and {more} more skipped record(s): --json lists them")
 
 
 env_app = typer.Typer(no_args_is_help=True, help="The bundled task pack: images and the swebench dataset.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
@@ -77,10 +78,21 @@ def summary_table(title: str, summary: dict[str, Any]) -> Table:
     return table
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN / Infinity as None: JSON has neither (``json.dumps`` would write them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def emit(summary: dict[str, Any], as_json: bool, *tables: Table) -> None:
     """The ``--json`` convention: one JSON object on stdout, or the tables for people."""
     if as_json:
-        typer.echo(json.dumps(summary, default=str))
+        typer.echo(json.dumps(finite(summary), default=str, allow_nan=False))
         return
     out = Console()
     for table in tables:

@@ -154,3 +154,50 @@ def test_rlvr_asking_for_more_tasks_per_step_than_there_are_says_so(tmp_path):
 
     with pytest.raises(TrainError, match="tasks_per_step is 3 but .* holds only 2 task"):
         train_rlvr(None, tmp_path / "rlvr", recipe="tiny", overrides={"rlvr.tasks_per_step": 3})
+
+
+# ----------------------------------------------------------------------------- the real CLI
+def _cli(*argv: str):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}
+    return subprocess.run([sys.executable, "-m", "srl_agent.cli", *argv], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    preds = tmp_path / "preds.json"
+    preds.write_text("42")
+    store = tmp_path / "run"
+    store.mkdir()
+    (store / "rewards.sqlite").write_bytes(b"\x00garbage" * 500)
+    cases = {
+        "folder": (["prepare", str(GOOD[0]), "--out", str(tmp_path)], str(tmp_path)),
+        "hub": (["prepare", "SWE-bench/SWE-smith-trajectories:xml", "--out", str(tmp_path / "s.jsonl")],
+                "SWE-bench/SWE-smith-trajectories"),
+        "predictions": (["eval", "--predictions", str(preds), "--output-dir", str(tmp_path / "ev")], str(preds)),
+        "store": (["inspect", str(store), "--json"], str(store / "rewards.sqlite")),
+        "rlvr": (["train", "rlvr", "--output-dir", str(tmp_path / "rl"), "--recipe", "tiny",
+                  "--set", "rlvr.tasks_per_step=3"], "tasks_per_step is 3"),
+    }
+    for name, (argv, named) in cases.items():
+        done = _cli(*argv)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2, (name, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr and lines and lines[-1].startswith("error: "), (name, done.stderr)
+        assert named in lines[-1], (name, lines[-1])
+
+
+def test_cli_prepare_prints_the_first_problems_and_json_has_them_all(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _copy_good(folder)
+    for n in range(7):
+        (folder / f"bad{n}.jsonl").write_bytes(b'{"caf\xe9": 1}\n')
+    done = _cli("prepare", str(folder), "--out", str(tmp_path / "steps.jsonl"), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(summary["problems"]) == 7 and summary["skipped_by_reason"] == {"not UTF-8": 7}
+    shown = [line for line in done.stderr.splitlines() if line.startswith("skipped ")]
+    assert len(shown) == 5 and "2 more" in done.stderr

@@ -82,8 +82,8 @@ def is_hub_name(item: str) -> bool:
     return not Path(item).exists() and base.count("/") == 1 and not base.startswith((".", "/"))
 
 
-class HubUnavailable(RuntimeError):
-    """A hub dataset was named but the hub does not answer."""
+class HubUnavailable(ValueError):
+    """A hub dataset was named but the hub does not answer (bad input here: name a local copy)."""
 
 
 def check_hub(name: str, timeout: float = 5.0) -> None:
