@@ -113,7 +113,7 @@ def test_predictions_files_in_every_shape(tmp_path):
             [("a", "diff", "m"), ("b", "", "unknown")]
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"instance_id": "a"}\n')
-    with pytest.raises(DatasetError, match="prediction 0"):
+    with pytest.raises(DatasetError, match=r"broken\.jsonl:1: a prediction needs instance_id"):  # file and line
         read_predictions(broken)
 
 
