@@ -240,7 +240,7 @@ class Sandbox:
             end = self._read_watching_disk(session, started + timeout, clip)
             if end is None:
                 self._reap(spare=session.pid)
-                if session.read_end(time.monotonic() + GRACE_SECONDS, clip) is None:
+                if session.read_end(time.monotonic() + GRACE_SECONDS, clip) is None or not self._drain(session):
                     self._restart_session(kill=True)
                 output, truncated = clip.result()
                 return CommandResult(output, TIMEOUT_EXIT_CODE, True, truncated)
@@ -277,6 +277,17 @@ class Sandbox:
             self._reap(spare=None)
             raise DiskBudgetExceeded(f"the sandbox wrote {used / 2**20:.0f} MiB, past its {self.config.disk} disk budget")
 
+    @staticmethod
+    def _drain(session: Shell) -> bool:
+        """After a killed command: a no-op with its own marker, so whatever the killed processes still had
+        in flight is discarded here instead of opening the next command's output. False: the shell did
+        not answer (it is replaced)."""
+        try:
+            session.send(session.end_line("0"))
+            return session.read_end(time.monotonic() + GRACE_SECONDS, Clip(0)) is not None
+        except ShellExited:
+            return False
+
     def _restart_session(self, kill: bool) -> None:
         old = self._require_session()
         if kill:
@@ -295,12 +306,24 @@ class Sandbox:
             try:
                 control.send(f"__srl_reap {spare or ''}\n" + control.end_line("$__srl_passes"))
                 if control.read_end(time.monotonic() + 30, Clip(1 << 12)) is not None:
+                    self._await_zombies(control)
                     return
             except ShellExited:  # the control shell was killed (say by ``kill -9 -1`` in the session)
                 pass
             control.close()
             self._control = self._start_control()
         raise RuntimeError("the sandbox's control shell does not answer")
+
+    def _await_zombies(self, control: Shell, seconds: float = 3.0) -> None:
+        """Wait (a little) until PID 1 has reaped the killed processes: a zombie still holds its slot in the
+        pids limit, so after a fork bomb the next command could not fork yet."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            control.send("__srl_zombies\n" + control.end_line("$__srl_z"))
+            end = control.read_end(time.monotonic() + 5, Clip(1 << 12))
+            if end is None or end[0] == 0:
+                return
+            time.sleep(0.05)
 
     def _exec(self, argv: list[str]) -> tuple[int, str, str]:
         """A one-off ``docker exec`` in the work dir, independent of whatever the session's state is."""

@@ -51,6 +51,15 @@ __srl_reap() {
   done
   __srl_passes=$pass
 }
+__srl_zombies() {
+  local pid st n=0
+  for pid in /proc/[0-9]*; do
+    read -r st 2>/dev/null < "$pid/stat" || continue
+    st=${st##*) }
+    [[ $st == Z* ]] && n=$((n + 1))
+  done
+  __srl_z=$n
+}
 """
 
 
