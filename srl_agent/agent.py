@@ -30,10 +30,10 @@ from .engine import (
     SandboxPool,
     run_episodes,
 )
+from .model_settings import HISTORIES
 from .policy import Policy
 from .steps import StepConfig, Truncator, issue_turn, prompt_messages
 
-HISTORIES = ("window", "episode")
 __all__ = ["ERROR", "FORMAT_ERRORS", "HISTORIES", "STEP_LIMIT", "SUBMITTED", "Agent", "AgentConfig"]
 
 

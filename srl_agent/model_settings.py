@@ -24,7 +24,7 @@ from .steps import StepConfig
 
 SETTINGS_FILE = "srl-agent.json"
 BUDGETS = ("tokens", "characters")
-HISTORIES = ("window", "episode")  # as agent.HISTORIES, without importing the engine here
+HISTORIES = ("window", "episode")  # the prompt kinds a policy acts on (agent.AgentConfig.history)
 
 
 @dataclass(frozen=True)

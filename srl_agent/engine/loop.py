@@ -45,10 +45,10 @@ class Environment(Protocol):
     def close(self) -> None: ...
 
 
-def read_action(text: Any, style: str) -> tuple[Any, str]:
-    """``(parsed completion, "")`` or ``(None, format-error notice)``, whatever the text holds."""
+def read_action(text: Any, style: str) -> tuple[Any, tuple[str, str] | None]:
+    """``(parsed completion, None)`` or ``(None, (reason code, message))``, whatever the text holds."""
     try:
-        return parse_completion(text, style), ""
+        return parse_completion(text, style), None
     except FormatError as e:
         return None, (e.reason, e.message)
     except Exception as e:  # model-written text must never end a run: anything the parser trips on is malformed
