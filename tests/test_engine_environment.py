@@ -236,3 +236,12 @@ def test_disk_hog_episode_ends_with_its_own_status_and_scores_zero(images, docke
         env.bash("head -c 300000000 /dev/zero > /testbed/quick")
         assert env.finish()["status"] == "disk_limit"
         env.close()
+
+
+def test_an_episode_whose_sandbox_never_started_is_an_error_scoring_zero(pool):
+    env = SWEEnvironment(pool)
+    env.reset(**{**ROWS[LEAP], "image": "srl-agent/no-such-image:missing"})
+    assert env.status == "error" and env.get_reward() == 0.0
+    record = env.finish()
+    assert record["status"] == "error" and record["exit_status"] == "error" and "sandbox" in record["error"]
+    env.close()

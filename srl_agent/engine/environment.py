@@ -23,7 +23,7 @@ from typing import Any
 
 from ..prompts import ISSUE_TEMPLATE
 from ..sandbox import DiskBudgetExceeded
-from ..schema import ToolCall
+from ..schema import EDITOR_COMMANDS, ToolCall
 from .pool import SandboxPool
 from .records import (
     BROKEN,
@@ -41,7 +41,7 @@ from .records import (
 )
 
 EPISODE_OVER = "The episode is over ({status}); no more tool calls are run."
-EDITS = ("create", "str_replace", "insert", "undo_edit")
+EDITS = tuple(c for c in EDITOR_COMMANDS if c != "view")  # the editor commands that change a file
 
 
 class SandboxEnvironment:
@@ -105,8 +105,11 @@ class SandboxEnvironment:
 
         if episode.running:
             episode.stop(STOPPED)
-        if self.sandbox is None:
-            self._time(episode, 0.0, 0.0)
+        if self.sandbox is None:  # it never started (or finish ran already): nothing to diff or grade
+            if episode.exit_status in BROKEN:
+                episode.outcome, episode.reward = episode.exit_status, 0.0
+            if "episode" not in episode.seconds:
+                self._time(episode, 0.0, 0.0)
             return episode
         broken = episode.exit_status in BROKEN
         if not broken:
