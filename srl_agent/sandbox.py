@@ -426,6 +426,32 @@ class Sandbox:
             raise RuntimeError(f"git diff in {self.config.workdir} failed ({code}): {err.strip()}")
         return out
 
+    def checkpoint(self) -> str:
+        """The work tree's state as a git tree object (untracked files included, ignored ones not), written
+        through a private index so the repository's own index, HEAD and work tree stay as they are."""
+        git = self._GIT_SH
+        script = (f'idx="$({git} rev-parse --absolute-git-dir)/srl-agent-checkpoint-index" && '
+                  f'{{ cp "$({git} rev-parse --absolute-git-dir)/index" "$idx" 2>/dev/null || true; }} && '
+                  f'GIT_INDEX_FILE="$idx" {git} add -A && GIT_INDEX_FILE="$idx" {git} write-tree')
+        code, out, err = self._exec(["bash", "-c", script])
+        if code != 0:
+            raise RuntimeError(f"checkpoint of {self.config.workdir} failed ({code}): {err.strip()}")
+        return out.strip()
+
+    def tree_diff(self, before: str, after: str) -> str:
+        """What changed from one checkpoint to another, as a zero-context patch (``-U0``: the hunks line up
+        with the reward's own zero-context diffs of an edit)."""
+        code, out, err = self._exec([*self._GIT, "diff", "--no-color", "--no-ext-diff", "--no-textconv",
+                                     "--no-renames", "-U0", before, after])
+        if code != 0:
+            raise RuntimeError(f"git diff {before[:12]} {after[:12]} failed ({code}): {err.strip()}")
+        return out
+
+    def tree_file(self, tree: str, path: str) -> str | None:
+        """A file's text in a checkpoint (``path`` relative to the work dir); None if it was not there."""
+        code, out, _ = self._exec([*self._GIT, "cat-file", "blob", f"{tree}:{path}"])
+        return out if code == 0 else None
+
     def fresh_session(self) -> None:
         """Kill every process and start a new shell in the work dir; files stay as they are: nothing
         running or defined in the old shell (functions, aliases, environment) reaches the next command."""

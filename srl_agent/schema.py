@@ -86,7 +86,9 @@ class Step:
     ``raw_action`` is the action text exactly as the source wrote it; ``legacy`` marks old SWE-agent
     commands (open, edit, search_dir, ...) that are kept as ``bash`` calls with their raw text.
     ``snapshot`` is the content of the file an editor call touches, as it was before the call
-    (recorded by replay; the patch-similarity reward applies both edits to it).
+    (recorded by replay; the patch-similarity reward applies both edits to it); for a bash step that
+    changed files, the first such file before the step. ``diff`` is what the step changed in the work
+    tree as a zero-context patch (recorded by replay), so bash edits are rewarded like editor edits.
     """
 
     thought: str
@@ -95,6 +97,7 @@ class Step:
     observation: str | None = None
     legacy: bool = False
     snapshot: str | None = None
+    diff: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class Step:
             "observation": self.observation,
             "legacy": self.legacy,
             "snapshot": self.snapshot,
+            "diff": self.diff,
         }
 
     @classmethod
@@ -115,6 +119,7 @@ class Step:
             observation=d.get("observation"),
             legacy=bool(d.get("legacy", False)),
             snapshot=d.get("snapshot"),
+            diff=d.get("diff"),
         )
 
 
@@ -130,6 +135,7 @@ class Trajectory:
     source: str = ""  # file path or hub name, plus the record index where there is one
     system_prompt: str = ""  # the source's own system prompt, kept for reference
     dropped_turns: int = 0  # source turns that are not steps (e.g. rejected for their format)
+    verified: dict[str, Any] | None = None  # replay's verdict (``replay --write-verified``): resolved, ...
 
     @property
     def instance_id(self) -> str:
@@ -146,6 +152,7 @@ class Trajectory:
             "source": self.source,
             "system_prompt": self.system_prompt,
             "dropped_turns": self.dropped_turns,
+            "verified": self.verified,
         }
 
     @classmethod
@@ -159,6 +166,7 @@ class Trajectory:
             source=d.get("source", ""),
             system_prompt=d.get("system_prompt", ""),
             dropped_turns=int(d.get("dropped_turns", 0)),
+            verified=d.get("verified"),
         )
 
     def to_json(self) -> str:

@@ -107,6 +107,7 @@ def step_instances(
             "expert_thought": step.thought,
             "legacy": step.legacy,
             "file_snapshot": step.snapshot,
+            "step_diff": step.diff,
             "source_format": traj.source_format,
             "source": traj.source,
         }

@@ -46,12 +46,24 @@ def cat_n(text: str, description: str, first_line: int = 1) -> str:
     return f"Here's the result of running `cat -n` on {description}:\n{numbered}\n"
 
 
-class Tools:
-    """``bash``, ``str_replace_editor`` and ``submit`` on a started Sandbox; each returns the observation."""
+SESSION, FRESH = "session", "fresh"  # the two shell semantics of the harnesses trajectories come from
+SHELLS = (SESSION, FRESH)
 
-    def __init__(self, sandbox: Sandbox, timeout: float | None = None):
+
+class Tools:
+    """``bash``, ``str_replace_editor`` and ``submit`` on a started Sandbox; each returns the observation.
+
+    ``shell="session"`` (SWE-agent, OpenHands): commands share one shell, so a ``cd`` or an ``export``
+    carries over. ``shell="fresh"`` (mini-swe-agent): each command runs in a new login shell at the work
+    tree (``bash -lc`` in the work dir, as mini-swe-agent's ``docker exec`` does), so nothing carries over."""
+
+    def __init__(self, sandbox: Sandbox, timeout: float | None = None, shell: str = SESSION):
+        if shell not in SHELLS:
+            raise ValueError(f"unknown shell {shell!r}; known: {', '.join(SHELLS)}")
         self.sandbox = sandbox
         self.timeout = sandbox.config.timeout if timeout is None else timeout
+        self.shell = shell
+        self.exit_code: int | None = None  # the last bash command's (None: timed out, or not run)
         self.history: dict[str, list[str]] = {}  # per file, the contents before each edit (for undo_edit)
         self._encodings: dict[str, str] = {}  # per file, the encoding it was read with (written back the same)
 
@@ -62,12 +74,20 @@ class Tools:
         # A bash command cannot hold a NUL byte: say so rather than fail the episode.
         if "\0" in command:
             return NUL_COMMAND
+        if self.shell == FRESH:
+            # The command is the inner shell's argument: bash reports its syntax errors itself, and the
+            # session's marker never reaches it.
+            fresh = f"(cd {shlex.quote(self.sandbox.config.workdir)} && exec bash -lc {shlex.quote(command)})"
+            return self._ran(command, self.sandbox.run(fresh, timeout=self.timeout))
         # The text goes to `bash -n` as a here-string, not an argument, so no length limit applies
         # (one argument may hold 128 KiB at most: "Argument list too long").
         check = self.sandbox.run(f"bash -n <<< {shlex.quote(command)}", timeout=self.timeout)
         if check.exit_code != 0 and not check.timed_out:
             return SYNTAX_ERROR.format(errors=check.output.strip())
-        result = self.sandbox.run(command, timeout=self.timeout)
+        return self._ran(command, self.sandbox.run(command, timeout=self.timeout))
+
+    def _ran(self, command: str, result: Any) -> str:
+        self.exit_code = None if result.timed_out else result.exit_code
         output = result.output.strip()
         if result.timed_out:
             note = TIMEOUT_NOTE.format(command=command, timeout=self.timeout)
@@ -80,6 +100,7 @@ class Tools:
 
     def execute(self, call: ToolCall) -> str:
         """Run one schema ToolCall; bad calls get an error observation, as a harness would answer them."""
+        self.exit_code = None
         args = dict(call.arguments)
         if call.name == "bash":
             if not isinstance(args.get("command"), str):

@@ -48,12 +48,18 @@ class SandboxEnvironment:
     """One episode at a time on a task row (swebench-5: ``image``, ``base_commit``, ``eval_script``, …).
 
     ``grade=False``: the episode ends with its patch and is graded by someone else (evaluation's official
-    harness). ``snapshots=True``: each editor edit's file is read first into its step (replay)."""
+    harness). ``snapshots=True``: each editor edit's file is read first into its step (replay).
+    ``step_diffs=True``: each step that changed the work tree gets that change as a patch, and a bash
+    step that changed a file gets the first such file's content from before the step as its snapshot,
+    so that edits made with sed or a heredoc can be rewarded like editor edits (replay).
+    ``shell``: the tools' shell semantics (``tools.SHELLS``); an episode's ``memo["shell"]``, set by its
+    driver, overrides it (replay keeps each source harness's)."""
 
     def __init__(self, pool: SandboxPool, config: EpisodeConfig | None = None, *, grade: bool = True,
-                 snapshots: bool = False):
+                 snapshots: bool = False, step_diffs: bool = False, shell: str = "session"):
         self.pool, self.config = pool, config or EpisodeConfig()
-        self.grade, self.snapshots = grade, snapshots
+        self.grade, self.snapshots, self.step_diffs, self.shell = grade, snapshots, step_diffs, shell
+        self._tree: str | None = None  # the work tree's last checkpoint (step_diffs)
         self.sandbox: Any = None
         self.tools: Any = None
         self._lease: Any = None
@@ -62,11 +68,15 @@ class SandboxEnvironment:
         """A sandbox of the episode's task at its base commit; a failure ends the episode (``error``)."""
         from ..tools import Tools
 
+        if not episode.running:  # its driver could not begin it
+            return
         try:
             self.sandbox = self.pool.acquire(episode.task)
             # An environment dropped without finish/close must not hold its pool slot for ever.
             self._lease = weakref.finalize(self, _reclaim, self.pool, self.sandbox)
-            self.tools = Tools(self.sandbox, timeout=self.config.command_timeout)
+            self.tools = Tools(self.sandbox, timeout=self.config.command_timeout,
+                               shell=episode.memo.get("shell", self.shell))
+            self._tree = self.sandbox.checkpoint() if self.step_diffs else None
             episode.container["reused"] = self.sandbox.episodes > 0
             self.sandbox.episodes += 1
         except Exception as e:
@@ -88,6 +98,9 @@ class SandboxEnvironment:
                 step.snapshot = self.sandbox.read_file(path) if self.sandbox.path_kind(path) == "file" else None
                 step.snapshot_taken = True
             step.observation = self.tools.execute(call)
+            step.exit_code = self.tools.exit_code
+            if self.step_diffs and _may_change_files(call):
+                self._record_change(step)
         except DiskBudgetExceeded as e:
             episode.stop(DISK_LIMIT, str(e))
             return EPISODE_OVER.format(status=episode.exit_status)
@@ -98,6 +111,17 @@ class SandboxEnvironment:
         step.seconds = round(time.monotonic() - start, 3)
         episode.took_step(step, self.config)
         return step.observation
+
+    def _record_change(self, step: StepRecord) -> None:
+        tree = self.sandbox.checkpoint()
+        if tree == self._tree:
+            return
+        step.diff = self.sandbox.tree_diff(self._tree, tree)
+        if step.action.name == "bash" and not step.snapshot_taken:
+            changed = _first_path(step.diff)
+            if changed is not None:
+                step.snapshot, step.snapshot_taken = self.sandbox.tree_file(self._tree, changed), True
+        self._tree = tree
 
     def finish(self, episode: EpisodeRecord) -> EpisodeRecord:
         """End the episode: its patch, the sandbox back to the pool, the pristine grade. Idempotent."""
@@ -176,6 +200,23 @@ class SandboxEnvironment:
             self._lease.detach()
             self._lease = None
         return sandbox
+
+
+def _may_change_files(call: ToolCall) -> bool:
+    return call.name == "bash" or (call.name == "str_replace_editor" and call.arguments.get("command") in EDITS)
+
+
+def _first_path(diff: str) -> str | None:
+    """The first file a patch touches (its pre-image path; None when the patch only adds files)."""
+    from unidiff import PatchSet
+
+    try:
+        for patched in PatchSet(diff):
+            if not patched.is_added_file:
+                return patched.path
+    except Exception:  # a patch unidiff cannot read (binary sections, odd names): no snapshot, not a failure
+        pass
+    return None
 
 
 def _reclaim(pool: SandboxPool, sandbox: Any) -> None:

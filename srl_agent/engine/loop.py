@@ -1,7 +1,8 @@
 """The one episode loop: drivers propose actions, environments run them, the budget rule ends episodes.
 
-A driver is anything with ``act(episodes) -> actions`` (one per running episode, in order) and, if it
-wants to see them, ``observe(episode, text)``: the environment's answer to a turn, a tool's observation
+A driver is anything with ``act(episodes) -> actions`` (one per running episode, in order), if it
+keeps per-episode state, ``begin(episode)`` (called once per episode, in row order, before its
+sandbox starts: ``episode.memo`` is the driver's), and, if it wants to see them, ``observe(episode, text)``: the environment's answer to a turn, a tool's observation
 or a format-error notice, given only while the episode goes on (a driver may end it, e.g. RLVR when its
 token budget is spent: ``episode.stop(LENGTH)``). An action is a completion to parse (``<think>…</think>``
 and one call in ``style``), a ``ToolCall`` (scripted drivers: replay), or None (the driver has nothing
@@ -71,6 +72,12 @@ def run_episodes(rows: list[dict[str, Any]], driver: Any, environment: Callable[
 
 def _run_batch(rows, driver, environment, config: EpisodeConfig, style: str) -> list[EpisodeRecord]:
     episodes = [EpisodeRecord(task=row) for row in rows]
+    begin = getattr(driver, "begin", None)
+    for ep in episodes if begin is not None else ():
+        try:
+            begin(ep)
+        except Exception as e:
+            _fail([ep], f"driver: {type(e).__name__}: {e}")
     envs = [environment() for _ in rows]
     observe = getattr(driver, "observe", None)
     workers = ThreadPoolExecutor(max_workers=len(rows), thread_name_prefix="srl-agent-episode")

@@ -66,6 +66,8 @@ class StepRecord:
     seconds: float = 0.0
     snapshot: str | None = None  # the edited file before an editor edit (``snapshots=True``); None: no file
     snapshot_taken: bool = False
+    diff: str | None = None  # what the step changed in the work tree, zero-context (``step_diffs=True``)
+    exit_code: int | None = None  # a bash command's exit status (None: timed out, or not bash)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tool": self.action.name, "arguments": dict(self.action.arguments), "observation": self.observation,

@@ -18,7 +18,7 @@ from ..schema import Trajectory
 from .base import FORMATS, ReadError, Record, iter_file_records, iter_paths
 
 # Importing the reader modules registers them; order = detection order (most specific first).
-from . import sweagent, minisweagent, openhands, swegym, nebius, swesmith  # noqa: E402,F401  # isort: skip
+from . import native, sweagent, minisweagent, openhands, swegym, nebius, swesmith  # noqa: E402,F401  # isort: skip
 
 NOT_A_TRAJECTORY = "not a trajectory"
 

@@ -11,7 +11,7 @@ classes, so ``srl_reward(...)`` returns an ``SRLReward``::
     trainer = GRPOTrainer(model, reward_funcs=[srl_reward(mode="tool-aware")], train_dataset=steps, ...)
 
 It reads the step dataset's expert columns (``expert_action``, ``expert_tool_call``, and
-``file_snapshot`` where replay recorded one) and hands each completion's breakdown to ``log``.
+``file_snapshot`` where replay recorded one, ``step_diff`` for an expert bash step that changed files) and hands each completion's breakdown to ``log``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class SRLReward:
         expert_action: Sequence[str] | None = None,
         expert_tool_call: Sequence[dict[str, Any] | None] | None = None,
         file_snapshot: Sequence[str | None] | None = None,
+        step_diff: Sequence[str | None] | None = None,
         **columns: Any,
     ) -> list[float]:
         if expert_action is None:
@@ -66,21 +67,22 @@ class SRLReward:
         n = len(completions)
         tool_calls = expert_tool_call if expert_tool_call is not None else [None] * n
         snapshots = file_snapshot if file_snapshot is not None else [None] * n
+        diffs = step_diff if step_diff is not None else [None] * n
         # The G completions of a prompt often repeat one another (every rollout says "submit"):
         # score each distinct (completion, step) once per batch.
-        rows = zip(completions, expert_action, tool_calls, snapshots, strict=True)
+        rows = zip(completions, expert_action, tool_calls, snapshots, diffs, strict=True)
         if self.log is None and not callable(columns.get("log_metric")) and not callable(columns.get("log_extra")):
             return self.scorer.rewards(rows)  # nobody reads the breakdowns: skip making them
         seen: dict[tuple, Breakdown] = {}
         breakdowns = []
-        for c, a, t, s in rows:
+        for c, a, t, s, d in rows:
             try:
-                key = (read_text(c), a, s)
+                key = (read_text(c), a, s, d)
                 b = seen.get(key)
                 if b is None:
-                    b = seen[key] = self.scorer(key[0], a, t, s)
+                    b = seen[key] = self.scorer(key[0], a, t, s, d)
             except Exception:  # no text, or a column that does not hash: scored alone, as the scorer never raises
-                b = self.scorer(c, a, t, s)
+                b = self.scorer(c, a, t, s, d)
             breakdowns.append(b)
         if self.log is not None:
             self._write(breakdowns, columns)

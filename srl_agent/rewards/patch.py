@@ -15,6 +15,7 @@ cancels the shared context of two windows, but not location, and the breakdown s
 from __future__ import annotations
 
 import difflib
+import posixpath
 from typing import Any
 
 from unidiff import PatchSet
@@ -121,6 +122,50 @@ def edit_similarity(
     components["applies"] = True
     if not candidate_change or not expert_change:
         # An empty change only matches an empty change: a no-op edit must not earn credit.
+        value = 1.0 if candidate_change == expert_change else 0.0
+    else:
+        value = similarity(candidate_change, expert_change)
+    components["patch"] = value
+    return value, components, base is None
+
+
+def _diff_files(diff: str) -> tuple[dict[str, bool], str | None]:
+    """The files a patch touches (path: whether it adds the file), and the first one it does not add
+    (the file whose content before the step a bash step's snapshot holds)."""
+    files = {f.path: f.is_added_file for f in PatchSet(diff)}
+    return files, next((path for path, added in files.items() if not added), None)
+
+
+def _same_file(path: str, relative: str) -> bool:
+    path = posixpath.normpath(path)
+    return path == relative or path.endswith("/" + relative)
+
+
+def bash_edit_similarity(
+    candidate: dict[str, Any], step_diff: str, snapshot: str | None, similarity: Similarity
+) -> tuple[float, dict[str, Any], bool]:
+    """(value, components, fallback used) for an editor edit against what an expert's bash command
+    changed (``step_diff``: the step's zero-context patch; ``snapshot``: the first file it changed,
+    before the step). The expert's change is every changed line of the patch, so an edit of one file
+    of several earns only its share."""
+    try:
+        files, snapshot_path = _diff_files(step_diff)
+    except Exception as e:  # a patch unidiff cannot read: nothing to compare the effect with
+        return 0.0, {"step_diff": f"unreadable: {type(e).__name__}"}, True
+    target = next((p for p in files if _same_file(str(candidate.get("path", "")), p)), None)
+    components: dict[str, Any] = {"path": float(target is not None)}
+    if target is None:
+        return 0.0, components, False  # the right kind of action on a file the expert did not change
+    # The file's content before the step: the snapshot, or nothing for a file the step created.
+    base = snapshot if target == snapshot_path else "" if files[target] else None
+    try:
+        candidate_change = changes(base, apply_edit(candidate, base)) if base is not None else _fallback_changes(candidate)
+    except CannotApply as e:
+        components.update(applies=False, error=str(e))
+        return 0.0, components, base is None
+    expert_change = diff_changes(step_diff, located=base is not None)
+    components["applies"] = True
+    if not candidate_change or not expert_change:
         value = 1.0 if candidate_change == expert_change else 0.0
     else:
         value = similarity(candidate_change, expert_change)

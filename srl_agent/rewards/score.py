@@ -19,7 +19,7 @@ from ..steps import read_step_file
 from .step_reward import DEFAULT_MODE, StepReward
 
 MAX_PROBLEMS = 50
-_EXPERT_FIELDS = ("expert_action", "expert_tool_call", "file_snapshot")
+_EXPERT_FIELDS = ("expert_action", "expert_tool_call", "file_snapshot", "step_diff")
 
 
 def load_steps(path: str | Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
@@ -106,7 +106,8 @@ def score_file(
                 what = "no such step in " + str(steps_path) if reason == "missing_step" else "several trajectories have this step; give 'source'"
                 _note(problems, f"{where}: instance_id={key[0]} step_index={key[1]}: {what}")
                 continue
-            b = scorer(completion, step["expert_action"], step["expert_tool_call"], step["file_snapshot"])
+            b = scorer(completion, step["expert_action"], step["expert_tool_call"], step["file_snapshot"],
+                       step["step_diff"])
             out.write(json.dumps({**row, "reward": b.reward, "breakdown": b.to_dict()}, ensure_ascii=False) + "\n")
             scored += 1
             rewards.append(b.reward)

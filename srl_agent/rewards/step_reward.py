@@ -6,7 +6,9 @@ Two modes (formulas in docs/architecture.md, "Rewards"):
   ``difflib`` backend this is the paper's ``SequenceMatcher(None, a, b).ratio()`` to the last bit.
 - ``tool-aware``: 0 for a different tool; otherwise a per-tool comparison — normalised shell
   commands for ``bash``, path and line range for ``view``, patch similarity for edits, 1 for
-  ``submit``.
+  ``submit``. An expert bash step that edited files (``sed -i``, a heredoc; replay records its
+  ``step_diff``) is an edit too: an editor edit of the file it changed is scored by patch similarity
+  against that change, so the same fix earns the same reward whichever tool makes it.
 
 A completion that breaks the format scores −1 in both modes. Every score comes with a ``Breakdown``;
 no completion, whatever it holds, makes scoring raise (a failure nobody foresaw is ``unscorable``, −1).
@@ -26,7 +28,7 @@ from typing import Any
 from ..actions import find_xml_calls, normalise, render
 from ..schema import ToolCall
 from .completion import FormatError, canonical_action, parse_completion, read_text
-from .patch import EDIT_COMMANDS, edit_similarity
+from .patch import EDIT_COMMANDS, bash_edit_similarity, edit_similarity
 from .similarity import Similarity, get_similarity
 
 MODES = ("paper", "tool-aware")
@@ -105,6 +107,10 @@ def normalise_command(command: str) -> str:
     return " ".join(w if w and set(w) <= _OPERATOR_CHARS else shlex.quote(w) for w in words)
 
 
+def _is_edit(call: ToolCall) -> bool:
+    return call.name == "str_replace_editor" and call.arguments.get("command") in EDIT_COMMANDS
+
+
 def view_score(candidate: dict[str, Any], expert: dict[str, Any], snapshot: str | None) -> float:
     """Overlap of the viewed line ranges: |A ∩ B| / |A ∪ B| in lines (intersection over union).
 
@@ -160,10 +166,11 @@ class StepReward:
         expert_action: str,
         expert_tool_call: dict[str, Any] | None = None,
         file_snapshot: str | None = None,
+        step_diff: str | None = None,
     ) -> Breakdown:
         """The breakdown of one completion; never raises (see ``UNSCORABLE``)."""
         try:
-            return self._score(completion, expert_action, expert_tool_call, file_snapshot)
+            return self._score(completion, expert_action, expert_tool_call, file_snapshot, step_diff)
         except Exception as e:
             return self._unscorable(e)
 
@@ -180,7 +187,8 @@ class StepReward:
         return Breakdown(self.mode, self.similarity_name, FORMAT_ERROR_REWARD, format_error=UNSCORABLE, error=error)
 
     def _score(
-        self, completion: Any, expert_action: str, expert_tool_call: dict[str, Any] | None, file_snapshot: str | None
+        self, completion: Any, expert_action: str, expert_tool_call: dict[str, Any] | None, file_snapshot: str | None,
+        step_diff: str | None = None,
     ) -> Breakdown:
         out = Breakdown(self.mode, self.similarity_name, FORMAT_ERROR_REWARD)
         try:
@@ -196,7 +204,7 @@ class StepReward:
             out.tool_match = call.name == expert_name
             out.components["action"] = out.reward
             return out
-        self._tool_aware(call, expert_call(expert_action, expert_tool_call), file_snapshot, out)
+        self._tool_aware(call, expert_call(expert_action, expert_tool_call), file_snapshot, out, step_diff)
         return out
 
     def rewards(self, rows: Iterable[tuple[Any, str, dict[str, Any] | None, str | None]]) -> list[float]:
@@ -210,9 +218,10 @@ class StepReward:
         read, similarity = self._read_action, self.similarity
         seen: dict[tuple, float] = {}
         out = []
-        for c, a, t, s in rows:
+        for c, a, t, s, *d in rows:
+            d = d[0] if d else None
             try:
-                key = (c if type(c) is str else read_text(c), a, s)
+                key = (c if type(c) is str else read_text(c), a, s, d)
                 r = seen.get(key)
                 if r is None:
                     action = read(key[0]) if read is not None else None
@@ -220,20 +229,24 @@ class StepReward:
                     if action is not None and t and t.get("name"):
                         r = similarity(action, a)
                     else:
-                        r = self(key[0], a, t, s).reward
+                        r = self(key[0], a, t, s, d).reward
                     seen[key] = r
             except Exception:
                 # No text, a column that does not hash, or a fast path that raised: the full path,
                 # uncached, gives the format error or the unscorable −1.
-                r = self(c, a, t, s).reward
+                r = self(c, a, t, s, d).reward
             out.append(r)
         return out
 
     def __reduce__(self):
         return StepReward, (self.mode, self.similarity_name, self.style)
 
-    def _tool_aware(self, cand: ToolCall, exp: ToolCall, snapshot: str | None, out: Breakdown) -> None:
+    def _tool_aware(self, cand: ToolCall, exp: ToolCall, snapshot: str | None, out: Breakdown,
+                    step_diff: str | None = None) -> None:
         out.reward, out.tool_match = 0.0, cand.name == exp.name
+        if exp.name == "bash" and step_diff and _is_edit(cand):
+            self._edit_vs_bash(cand.arguments, step_diff, snapshot, out)
+            return
         if not out.tool_match:
             return
         if cand.name == "submit":
@@ -243,6 +256,12 @@ class StepReward:
             out.reward = out.components["command"] = self.similarity(a, b)
         else:
             self._editor(cand.arguments, exp.arguments, snapshot, out)
+
+    def _edit_vs_bash(self, cand: dict[str, Any], step_diff: str, snapshot: str | None, out: Breakdown) -> None:
+        """An editor edit against the change an expert's bash command made: compared by effect."""
+        out.tool_match = True  # an edit either way; the tools differ, the kind of action does not
+        out.reward, components, out.fallback = bash_edit_similarity(cand, step_diff, snapshot, self.similarity)
+        out.components.update(components)
 
     def _editor(self, cand: dict[str, Any], exp: dict[str, Any], snapshot: str | None, out: Breakdown) -> None:
         out.tool_match = _kind(cand["command"]) == _kind(exp["command"])

@@ -11,7 +11,8 @@ from typing import Any
 from ..steps import read_step_file
 
 # What the SRL reward and the reward log read; the rest of a step row stays out of the batches.
-SRL_COLUMNS = ("prompt", "expert_action", "expert_tool_call", "file_snapshot", "instance_id", "step_index", "source")
+SRL_COLUMNS = ("prompt", "expert_action", "expert_tool_call", "file_snapshot", "step_diff", "instance_id", "step_index",
+               "source")
 
 
 def _check_srl_row(row: dict[str, Any]) -> None:
@@ -52,6 +53,7 @@ def srl_dataset(rows: list[dict[str, Any]]):
             "expert_action": row["expert_action"],
             "expert_tool_call": json.dumps(row.get("expert_tool_call")),
             "file_snapshot": row.get("file_snapshot"),
+            "step_diff": row.get("step_diff"),
             "instance_id": str(row.get("instance_id", "")),
             "step_index": int(row.get("step_index", -1)),
             "source": str(row.get("source", "")),

@@ -55,7 +55,8 @@ def score_heldout(model_path: str | Path, rows: list[dict[str, Any]], out: str |
     rewards, errors = [], Counter()
     scored = []
     for row, completion in zip(rows, completions, strict=True):
-        b = scorer(completion, row["expert_action"], row.get("expert_tool_call"), row.get("file_snapshot"))
+        b = scorer(completion, row["expert_action"], row.get("expert_tool_call"), row.get("file_snapshot"),
+                   row.get("step_diff"))
         rewards.append(b.reward)
         if b.format_error:
             errors[b.format_error] += 1
