@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
+from .cli_util import bad_input_exits, emit, fail, instance_ids
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Train code agents on expert trajectories with SRL.")
 console = Console(stderr=True)
@@ -31,6 +30,8 @@ def prepare(
     observation_tokens: int = typer.Option(1024, help="Token budget per observation (middle-truncated past it)."),
     tokenizer: str | None = typer.Option(None, help="Tokenizer (hub id or path) for exact token budgets."),
     drop_legacy: bool = typer.Option(False, help="Skip steps whose target is an old SWE-agent command."),
+    only_verified: bool = typer.Option(False, help="Keep only trajectories that replay ran and resolved "
+                                       "(`srl-agent replay --write-verified`)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Split expert trajectories into SRL step instances."""
@@ -60,7 +61,8 @@ def prepare(
         TimeElapsedColumn(), console=console, disable=as_json, transient=True,
     ) as bar:
         task = bar.add_task("reading", total=None)
-        summary = run_prepare(inputs, out, config, fmt, tok, progress=lambda n: bar.update(task, completed=n))
+        summary = run_prepare(inputs, out, config, fmt, tok, progress=lambda n: bar.update(task, completed=n),
+                              only_verified=only_verified)
     table = Table(title=f"prepare → {out}")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -195,47 +197,10 @@ def sandbox_gc(
     emit({"removed": removed}, as_json, table)
 
 
-@app.command()
-@bad_input_exits
-def replay(
-    instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
-    all_tasks: bool = typer.Option(False, "--all", help="Replay every task that has a bundled trajectory."),
-    record: bool = typer.Option(False, "--record", help="Write the regenerated observations and file snapshots back."),
-    report: Path = typer.Option(Path("runs/replay/report.json"), help="Where the JSON report goes."),
-    trajectories: Path | None = typer.Option(None, help="Folder of trajectory files (default: the bundled ones)."),
-    as_json: bool = typer.Option(False, "--json", help="Print per task: steps, mean observation match, resolved."),
-) -> None:
-    """Replay bundled expert trajectories in their sandboxes and grade the result (exit 1 if one does not resolve)."""
-    from .replay import TRAJECTORY_DIR, replay_tasks
+# Replay (srl_agent/replay_cli.py): `srl-agent replay`.
+from .replay_cli import replay_command  # noqa: E402
 
-    ids = instance_ids(instances)
-    if not ids and not all_tasks:
-        fail("name tasks with --instance ID, or pass --all")
-    reports = replay_tasks(ids, record_observations=record, folder=trajectories or TRAJECTORY_DIR,
-                           progress=None if as_json else lambda n, total: console.print(f"replayed {n}/{total}"))
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps([r.to_dict() for r in reports], indent=1), encoding="utf-8")
-    summary = {"tasks": [r.summary() for r in reports], "resolved": sum(r.resolved for r in reports),
-               "total": len(reports), "report": str(report)}
-    if not as_json:
-        for r in reports:
-            steps = Table(title=f"{r.instance_id}: {'resolved' if r.resolved else 'NOT resolved'}")
-            for col in ("step", "tool", "action", "observation match", "snapshot"):
-                steps.add_column(col)
-            for s in r.steps:
-                steps.add_row(str(s.index), s.tool, s.summary, "" if s.match is None else f"{s.match:.3f}",
-                              "yes" if s.snapshot else "")
-            Console().print(steps)
-    table = Table(title=f"replay: {summary['resolved']}/{summary['total']} resolved (report: {report})")
-    for col in ("task", "steps", "edits", "mean observation match", "resolved"):
-        table.add_column(col)
-    for t in summary["tasks"]:
-        match = t["mean_observation_match"]
-        table.add_row(t["instance_id"], str(t["steps"]), str(t["edits"]), "" if match is None else f"{match:.3f}",
-                      "yes" if t["resolved"] else "NO")
-    emit(summary, as_json, table)
-    if summary["resolved"] < summary["total"]:
-        raise typer.Exit(1)
+app.command("replay")(replay_command)
 
 
 # Training (srl_agent/train/cli.py): `srl-agent train sft|srl` and `srl-agent pipeline`.

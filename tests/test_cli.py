@@ -64,10 +64,14 @@ def test_every_command_that_takes_tasks_takes_instance(monkeypatch, tmp_path, sp
     assert res.exit_code == 0, res.output
     assert calls[-1][1]["instance_ids"] == want
 
-    calls = _capture(monkeypatch, "srl_agent.replay", "replay_tasks", [])
+    from srl_agent.readers import ReadReport
+    from srl_agent.replay import ReplayReport, ReplayRun
+
+    done = ReplayRun([ReplayReport("a", "a.jsonl", resolved=True)], [], ReadReport())
+    calls = _capture(monkeypatch, "srl_agent.replay", "replay_trajectories", done)
     res = invoke("replay", *spelling, "--report", tmp_path / "report.json", "--json")
     assert res.exit_code == 0, res.output
-    assert calls[-1][0][0] == want
+    assert calls[-1][1]["instance_ids"] == want
 
     calls = _capture(monkeypatch, "srl_agent.train.rlvr", "train_rlvr", {"steps": 0})
     res = invoke("train", "rlvr", *spelling, "-o", tmp_path / "rlvr", "--json")

@@ -22,5 +22,5 @@ def parse(record: dict, source: str) -> Trajectory:
     except (KeyError, TypeError, ValueError) as e:
         raise ReadError(f"not a valid srl-agent row ({type(e).__name__}: {e})", field="steps",
                         reason="bad srl-agent row") from None
-    traj.source = traj.source or source
+    traj.source = source  # where it was read; replay keeps where it came from in ``verified["source"]``
     return traj
