@@ -440,6 +440,57 @@ def _bench_side_by_side(rows: list[dict], rounds: int) -> dict:
             "rollout_side_by_side_speedup": round(times["one_at_a_time"] / times["side_by_side"], 2)}
 
 
+def bench_replay(args) -> dict:
+    """Replayed steps per second on the real SWE-bench tasks (the engine: a persistent session per episode,
+    each harness's shell semantics, per-step checkpoints and diffs) vs the baseline of the same expert
+    commands run one ``docker exec bash -lc`` each in a container of the same image (how mini-swe-agent
+    runs them), timed in the same run. Grading is left out of both: it is the same pristine run."""
+    sys.path.insert(0, str(ROOT))
+    import docker
+
+    from srl_agent.evaluation.data import load_rows
+    from srl_agent.readers import read_trajectories
+    from srl_agent.replay import replay
+
+    client = docker.from_env()
+    rows = {r["instance_id"]: r for r in load_rows(args.dataset)}
+    trajectories = [t for t in read_trajectories([args.trajectories]) if t.instance_id in rows]
+    if not trajectories:
+        raise SystemExit(f"no trajectory in {args.trajectories} has a row in {args.dataset}")
+    commands = {t.instance_id: [s.action.arguments["command"] for s in t.steps if s.action.name == "bash"]
+                for t in trajectories}
+    labels = {"srl-agent": "1", "srl-agent.bench": uuid.uuid4().hex[:8]}
+    exec_s = steps = 0.0
+    for traj in trajectories:
+        row = rows[traj.instance_id]
+        box = client.containers.run(row["image"], ["sleep", "infinity"], detach=True, labels=labels,
+                                    network_mode="none", working_dir="/testbed")
+        try:
+            t = time.perf_counter()
+            for command in commands[traj.instance_id]:
+                box.exec_run(["bash", "-lc", command], workdir="/testbed")
+            exec_s += time.perf_counter() - t
+            steps += len(commands[traj.instance_id])
+        finally:
+            box.remove(force=True)
+    t = time.perf_counter()
+    done = replay(trajectories, [rows[t.instance_id] for t in trajectories], client=client, batch_size=args.batch_size)
+    wall = time.perf_counter() - t
+    replayed = sum(len(ep.steps) for _, ep in done)
+    acting = sum(ep.seconds.get("episode", 0.0) for _, ep in done)
+    return {
+        "bench": "replay",
+        "tasks": len(trajectories),
+        "steps": replayed,
+        "replay_steps_per_s": round(replayed / acting, 2),
+        "exec_steps_per_s": round(steps / exec_s, 2),
+        "replay_over_exec_ratio": round((replayed / acting) / (steps / exec_s), 2),
+        "replay_wall_s_with_grading": round(wall, 1),
+        "batch_size": args.batch_size,
+        "resolved": sum(r.resolved for r, _ in done),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -469,6 +520,11 @@ def main() -> None:
     p.add_argument("--tasks", type=int, default=4, help="bundled tasks (default: 4)")
     p.add_argument("--rounds", type=int, default=3, help="episodes per task and mode (default: 3)")
     p.set_defaults(fn=bench_episode)
+    p = sub.add_parser("replay", help="replayed steps per second on the real SWE-bench tasks vs one docker exec each")
+    p.add_argument("--trajectories", default=str(SHARED / "minisweagent" / "verified"))
+    p.add_argument("--dataset", default=str(ROOT.parent / "shared" / "swebench" / "rows.jsonl"))
+    p.add_argument("--batch-size", type=int, default=1, help="episodes side by side (default: 1, as the baseline)")
+    p.set_defaults(fn=bench_replay)
     args = parser.parse_args()
     print(json.dumps(args.fn(args)))
 
