@@ -125,7 +125,9 @@ def load_rows(dataset: str | Path | None = None, split: str = "test") -> list[di
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not row.get("instance_id"):
             raise DatasetError(f"{dataset or BUNDLED}: row {i} has no instance_id")
-    return [row if is_v5_row(row) else convert_legacy_row(row) for row in rows]
+    from .swesmith import to_v5_row  # SWE-smith and SWE-Gym rows need more than convert_legacy_row
+
+    return [row if is_v5_row(row) else to_v5_row(row, dataset) for row in rows]
 
 
 def select(rows: list[dict[str, Any]], instance_ids: list[str] | None) -> list[dict[str, Any]]:
