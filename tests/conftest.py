@@ -241,3 +241,18 @@ def pool(images, docker_client, run_label):
     with SandboxPool(2, client=docker_client, labels={key: value}) as p:
         yield p
     assert p.open == 0
+
+
+# ---------------------------------------------------------------- real SWE-bench Verified instances
+@pytest.fixture(scope="session")
+def swebench_rows(docker_client) -> list[dict]:
+    """The rows of ../shared/swebench/rows.jsonl (unchanged), each instance's offline image built
+    (``srl_agent.swebench_images``; an image whose recipe label matches is skipped)."""
+    import json
+
+    from srl_agent.swebench_images import build_swebench_images
+
+    folder = require_shared(SHARED_ROOT / "swebench")
+    build_swebench_images(folder, client=docker_client, progress=False)
+    lines = (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
