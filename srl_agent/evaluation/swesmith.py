@@ -22,17 +22,19 @@ out of ``<instance id>~1`` before running the test command. That reaches the sta
 sandbox takes the image's HEAD (the branch tip) as its base, a fixed commit that an agent's own
 commits cannot move.
 
-Logs: the profiles of 128 Python repositories read pytest's ``--verbose`` lines with
+Logs: 128 of swesmith 0.0.9's 133 Python profiles read pytest's ``--verbose`` lines with
 ``PythonProfile.log_parser``; swebench 5 has no parser for those lines, so the test command gets
 ``-rA`` (pytest's summary of every test, the same node ids) and ``parse_log_pytest`` reads it, as
-for SWE-bench's own pytest repositories. Profiles with their own parser (a few Python ones, and the
-Go, Rust, JavaScript, Java, C/C++ profiles, whose test-file lookup also clones the mirror from
-GitHub) get no eval script: ``swesmith_row`` refuses them, ``load_rows`` keeps them for agent runs
-only and says why in ``swesmith_unscorable``.
+for SWE-bench's own pytest repositories. The other profiles (5 Python ones with a parser of their
+own; the 540 Go, Rust, Java, JavaScript/TypeScript, C/C++, C#, PHP ones, whose parsers match no
+swebench parser or whose test-file lookup clones the mirror from GitHub) get no eval script:
+``swesmith_row`` refuses them, ``load_rows`` keeps them for agent runs only and says why in
+``swesmith_unscorable``.
 
-The profiles come from the ``swesmith`` package (an optional extra: one 0.3 MB wheel, no
-dependencies of its own). Version 0.0.9 was written against swebench 4: its profile modules import
-three constants and a module that swebench 5 dropped, used only by its own image builds and harness;
+The profiles come from the ``swesmith`` package (an optional extra: a 275 kB wheel, no dependencies
+of its own; importing its profiles needs docker, python-dotenv, ghapi and unidiff, which swebench 5
+already brings). Version 0.0.9 was written against swebench 4: its profile modules import three
+constants and a module that swebench 5 dropped, used only by its own image builds and harness;
 ``swesmith_registry`` supplies swebench 4's values for the duration of the import.
 
 SWE-Gym (``SWE-Gym/SWE-Gym``) rows are SWE-bench rows of other repositories whose images are
@@ -213,7 +215,8 @@ def swesmith_row(instance: dict[str, Any], *, namespace: str = IMAGE_NAMESPACE, 
             eval_script = eval_script or swesmith_eval_script(iid, *_test_command(profile, view))
         except ValueError as e:
             if strict:
-                raise DatasetError(f"row {iid}: field {'eval_script' if log_parser else 'log_parser'}: {e}") from None
+                field = "eval_script" if log_parser else "log_parser"
+                raise DatasetError(f"row {iid}: field {field!r}: {e}") from None
             row["swesmith_unscorable"] = str(e)
             eval_script = log_parser = ""
     row.update(
@@ -238,9 +241,14 @@ def instance_dockerfile(row: dict[str, Any]) -> str:
     iid, source = _iid(row), row.get("swesmith_image")
     if not source:
         raise DatasetError(f"row {iid}: field 'swesmith_image' missing (convert it with swesmith_row)")
-    branch = shlex.quote(iid)
+    branch, remote = shlex.quote(iid), shlex.quote(f"refs/remotes/origin/{iid}")
+    # By name (a local branch, or git's guess from origin/<id>), else from the remote-tracking ref
+    # itself (no guess without an origin remote configured), else fetched.
     return (f"FROM {source}\n"
-            f"RUN cd {TESTBED} && (git checkout -q {branch} || (git fetch -q origin && git checkout -q {branch}))\n")
+            f"RUN cd {TESTBED} && (git checkout -q {branch} 2>/dev/null"
+            f" || git checkout -q -b {branch} {remote} 2>/dev/null"
+            f" || (git fetch -q origin {shlex.quote(f'{iid}:refs/remotes/origin/{iid}')}"
+            f" && git checkout -q -b {branch} {remote}))\n")
 
 
 def build_instance_image(row: dict[str, Any], *, client: Any = None, rebuild: bool = False) -> str:
