@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard srl_agent/rewards/*.c)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e '.[dev,ray]'
+	$(PY) -m pip install -q -e '.[dev,ray,swesmith]'
 	touch $(STAMP)
 
 venv: $(STAMP)
