@@ -17,7 +17,7 @@ import sys
 import pytest
 from unidiff import PatchSet
 
-from conftest import SHARED, SHARED_ROOT, require_shared
+from .conftest import SHARED, SHARED_ROOT, require_shared
 
 VERIFIED = SHARED / "minisweagent" / "verified"
 ROWS_FILE = SHARED_ROOT / "swebench" / "rows.jsonl"

@@ -136,6 +136,31 @@ def _diff_files(diff: str) -> tuple[dict[str, bool], str | None]:
     return files, next((path for path, added in files.items() if not added), None)
 
 
+def _apply_zero_context(content: str, patched: Any) -> str:
+    """A file after the hunks of a zero-context patch (``git diff -U0``): each hunk replaces its source lines."""
+    lines = content.splitlines(keepends=True)
+    for hunk in reversed(list(patched)):
+        start = hunk.source_start - 1 if hunk.source_length else hunk.source_start
+        lines[start : start + hunk.source_length] = [line.value for line in hunk if line.is_added]
+    return "".join(lines)
+
+
+def _expert_change(step_diff: str, target: str, base: str | None) -> str:
+    """The expert's changed lines. The candidate's file is re-diffed from its content before and after the
+    step, as the candidate's edit is: two diffs of one change may place an inserted blank line on either
+    side of a neighbouring one, and the same effect must compare equal. Other files' lines as the patch
+    has them; without the content, every file's lines unlocated."""
+    if base is None:
+        return diff_changes(step_diff, located=False)
+    parts = []
+    for patched in PatchSet(step_diff):
+        if patched.path == target:
+            parts.append(changes(base, _apply_zero_context(base, patched)))
+        else:
+            parts.append(diff_changes(str(patched)))
+    return "\n".join(p for p in parts if p)
+
+
 def _same_file(path: str, relative: str) -> bool:
     path = posixpath.normpath(path)
     return path == relative or path.endswith("/" + relative)
@@ -163,7 +188,7 @@ def bash_edit_similarity(
     except CannotApply as e:
         components.update(applies=False, error=str(e))
         return 0.0, components, base is None
-    expert_change = diff_changes(step_diff, located=base is not None)
+    expert_change = _expert_change(step_diff, target, base)
     components["applies"] = True
     if not candidate_change or not expert_change:
         value = 1.0 if candidate_change == expert_change else 0.0
