@@ -95,18 +95,33 @@ def env_build(
     instances: list[str] = typer.Option(None, "--instance", help="Only this task (instance id, project/task or "
                                         "task name); repeat, or a comma-separated list. Default: all."),
     force: bool = typer.Option(False, help="Rebuild images that exist already."),
+    swebench: Path | None = typer.Option(None, help="Instead: offline images of the real SWE-bench instances in this "
+                                         "folder (rows.jsonl, environments.json, repos/), e.g. ../shared/swebench, "
+                                         "tagged as their rows name them."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
     """Build the task images (wheelhouse filled on the host; no network inside Docker)."""
     from .images import build_images
 
-    summary = build_images(instance_ids(instances), force=force, progress=not as_json)
+    if swebench is not None:
+        from .swebench_images import build_swebench_images
+
+        summary = _images_summary(build_swebench_images(swebench, instance_ids(instances), force=force,
+                                                        progress=not as_json))
+    else:
+        summary = build_images(instance_ids(instances), force=force, progress=not as_json)
     table = Table(title=f"task images ({summary['built']} built, {summary['existing']} existing, {summary['seconds']} s)")
     for col in ("instance", "image", "built", "MB"):
         table.add_column(col)
     for i in summary["images"]:
         table.add_row(i["instance_id"], i["image"], "yes" if i["built"] else "existing", str(i["size_mb"]))
     emit(summary, as_json, table)
+
+
+def _images_summary(images: list[dict]) -> dict:
+    built = sum(i["built"] for i in images)
+    return {"built": built, "existing": len(images) - built, "seconds": round(sum(i["seconds"] for i in images), 1),
+            "images": images}
 
 
 @env_app.command("dataset")
