@@ -312,22 +312,17 @@ def _build_one(client: Any, task: TaskSource, root: Path, cache: Path, wheelhous
     }
 
 
-def ensure_images(rows: list[dict[str, Any]], client: Any, bundled: bool) -> None:
-    """Build the bundled tasks' images that this engine lacks; published images are the user's to pull
-    (no network is assumed: a missing one stops the run before any model work)."""
-    import docker
+def ensure_images(rows: list[dict[str, Any]], client: Any, bundled: bool, pull: str = "missing",
+                  progress: Any = True) -> list[str]:
+    """Every row's image on this engine before any model work: the bundled tasks' (every row's when
+    ``bundled``, and any ``srl-agent/…`` image) built, published ones pulled as ``pull`` says (missing |
+    never | always). Returns the images this call pulled that the engine did not have; removing them
+    later is ``image_supply.prune_images`` (or an ``ImageSupply(prune=True)``). Raises
+    ``image_supply.ImageSupplyError`` naming each image it could not get. ``progress``: a pull progress
+    bar on stderr (True), or on this rich ``Console``."""
+    from .image_supply import ImageSupply
 
-    missing = []
-    for row in rows:
-        try:
-            client.images.get(row["image"])
-        except docker.errors.ImageNotFound:
-            missing.append(row["instance_id"])
-    if missing and bundled:
-        build_images(missing, client=client, progress=False)
-    elif missing:
-        images = ", ".join(r["image"] for r in rows if r["instance_id"] in missing)
-        raise RuntimeError(f"{len(missing)} task image(s) not on this engine (docker pull them first): {images}")
+    return ImageSupply(client, pull=pull, progress=progress).ensure(rows, bundled)
 
 
 # ----------------------------------------------------------------------------- the dataset

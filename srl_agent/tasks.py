@@ -185,14 +185,15 @@ def eval_script(task: TaskSource, commit: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def progress_bar(enabled: bool):
-    """A rich progress bar on stderr; shows nothing when not ``enabled``."""
+def progress_bar(enabled: bool, console: Any = None):
+    """A rich progress bar on stderr (or on ``console``: it then nests in that console's live display, a
+    spinner say, instead of drawing over it); shows nothing when not ``enabled``."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=Console(stderr=True), disable=not enabled)
+                    console=console or Console(stderr=True), disable=not enabled)
 
 
 def load_dataset(path: Path | str | None = None) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ It does not ship the per-repository/version test specifications (``MAP_REPO_VERS
 swebench < 5: test command, environment setup, pre-install steps) from which the older harness wrote
 each eval script, so a converted row keeps ``eval_script`` empty unless the row has one. Such rows
 still run in agent and oracle mode (they need only the image and the issue); scoring them refuses
-with ``missing_for_scoring`` naming what is missing.
+with ``missing_for_scoring`` naming what is missing. ``load_rows(..., eval_scripts_from=V5)`` takes
+the four fields from a swebench-5 dataset (``SWE-bench/SWE-bench_Verified``, a rows file) by instance id.
 """
 
 from __future__ import annotations
@@ -105,9 +106,47 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
 
 
-def load_rows(dataset: str | Path | None = None, split: str = "test") -> list[dict[str, Any]]:
+def load_rows(dataset: str | Path | None = None, split: str = "test",
+              eval_scripts_from: str | Path | None = None) -> list[dict[str, Any]]:
     """Task rows of a local ``.jsonl``/``.json`` file (default: the bundled tasks), or of a hub dataset
-    (``owner/name[:split]``) or dataset folder through ``datasets``; every row in swebench-5 shape."""
+    (``owner/name[:split]``) or dataset folder through ``datasets``; every row in swebench-5 shape.
+
+    ``eval_scripts_from``: a swebench-5 dataset (same forms) whose rows give older-format rows the
+    fields they lack of ``V5_FIELDS``, by instance id (``with_v5_fields``)."""
+    rows = _raw_rows(dataset, split)
+    if eval_scripts_from is not None:
+        rows = with_v5_fields(rows, v5_rows(eval_scripts_from, split), eval_scripts_from)
+    from .swesmith import to_v5_row  # SWE-smith and SWE-Gym rows need more than convert_legacy_row
+
+    return [row if is_v5_row(row) else to_v5_row(row, dataset) for row in rows]
+
+
+def v5_rows(dataset: str | Path, split: str = "test") -> dict[str, dict[str, Any]]:
+    """{instance id: row} of the swebench-5 rows (all of ``V5_FIELDS`` set) of ``dataset``."""
+    rows = {r["instance_id"]: r for r in _raw_rows(dataset, split) if is_v5_row(r)}
+    if not rows:
+        raise DatasetError(f"{dataset}: no swebench-5 rows in it (rows with {', '.join(V5_FIELDS)})")
+    return rows
+
+
+def with_v5_fields(rows: list[dict[str, Any]], v5: dict[str, dict[str, Any]], source: Any = "") -> list[dict[str, Any]]:
+    """Each row that lacks some of ``V5_FIELDS`` with them from its instance in ``v5`` (fields the row
+    has win); rows ``v5`` lacks are left as they are. The eval script checks out its own base commit,
+    so a row whose ``base_commit`` differs from its ``v5`` row's is refused."""
+    out = []
+    for row in rows:
+        match = None if is_v5_row(row) else v5.get(row["instance_id"])
+        if match is None:
+            out.append(row)
+            continue
+        if row.get("base_commit") and row["base_commit"] != match.get("base_commit"):
+            raise DatasetError(f"{row['instance_id']}: base_commit {row['base_commit']} differs from "
+                               f"{match.get('base_commit')} in {source}; its eval_script is for that commit")
+        out.append({**row, **{k: row.get(k) or match[k] for k in V5_FIELDS}})
+    return out
+
+
+def _raw_rows(dataset: str | Path | None, split: str) -> list[dict[str, Any]]:
     if dataset is None:
         rows = _read_file(BUNDLED)
     elif Path(dataset).is_file():
@@ -125,9 +164,7 @@ def load_rows(dataset: str | Path | None = None, split: str = "test") -> list[di
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not row.get("instance_id"):
             raise DatasetError(f"{dataset or BUNDLED}: row {i} has no instance_id")
-    from .swesmith import to_v5_row  # SWE-smith and SWE-Gym rows need more than convert_legacy_row
-
-    return [row if is_v5_row(row) else to_v5_row(row, dataset) for row in rows]
+    return rows
 
 
 def select(rows: list[dict[str, Any]], instance_ids: list[str] | None) -> list[dict[str, Any]]:

@@ -76,16 +76,14 @@ def write_predictions(preds: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _missing_images(client: Any, images: set[str]) -> list[str]:
-    import docker
-
-    missing = []
-    for image in sorted(images):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            missing.append(image)
-    return missing
+def check_gradable(rows: list[dict[str, Any]]) -> None:
+    """Raise ``ScoringError`` naming the rows the harness cannot grade (no eval script, image, …)."""
+    missing = missing_for_scoring(rows)
+    if missing:
+        first = ", ".join(f"{i} (no {', '.join(f)})" for i, f in list(missing.items())[:3])
+        raise ScoringError(f"{len(missing)} row(s) cannot be graded: {first}. swebench 5 grades from each row's "
+                           "eval_script; it ships no per-repository test specs to write one for older-format rows "
+                           "(--eval-scripts-from a swebench-5 dataset that holds them fills them in).")
 
 
 def _remove_leftovers(client: Any, run_id: str) -> int:
@@ -107,12 +105,10 @@ def score(rows: list[dict[str, Any]], preds: list[dict[str, Any]], output_dir: P
     """
     import docker
 
+    from ..image_supply import missing_images
+
     output_dir = Path(output_dir).resolve()
-    missing = missing_for_scoring(rows)
-    if missing:
-        first = ", ".join(f"{i} (no {', '.join(f)})" for i, f in list(missing.items())[:3])
-        raise ScoringError(f"{len(missing)} row(s) cannot be graded: {first}. swebench 5 grades from each row's "
-                           "eval_script; it ships no per-repository test specs to write one for older-format rows.")
+    check_gradable(rows)
     ids = {r["instance_id"] for r in rows}
     preds = [p for p in preds if p["instance_id"] in ids]
     dataset = write_rows(rows, output_dir / "dataset.jsonl")
@@ -123,7 +119,7 @@ def score(rows: list[dict[str, Any]], preds: list[dict[str, Any]], output_dir: P
     try:
         patched = {p["instance_id"] for p in preds if p["model_patch"]}
         wanted = {r["image"] for r in rows if r["instance_id"] in patched}
-        absent = _missing_images(client, wanted)
+        absent = missing_images(client, sorted(wanted))
         if absent:
             raise ScoringError(f"image(s) not on this engine: {', '.join(absent)} (srl-agent env build for the "
                                "bundled tasks; docker pull for published ones)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import BUNDLED, load_rows, select
-from .harness import read_predictions, score, write_predictions
+from .harness import check_gradable, read_predictions, score, write_predictions
 
 MODES = ("agent", "oracle")
 
@@ -123,6 +123,10 @@ def run_eval(
     labels: dict[str, str] | None = None,
     progress: Any = None,
     strict: bool = False,
+    pull: str = "missing",
+    prune_images: bool = False,
+    eval_scripts_from: str | Path | None = None,
+    image_progress: Any = False,
 ) -> dict[str, Any]:
     """Evaluate on ``dataset`` (default: the bundled tasks) and return the summary (also ``summary.json``).
 
@@ -136,8 +140,16 @@ def run_eval(
     ``.pth`` / ``sitecustomize.py``, plugin entry points: ``engine.integrity``) are listed in its summary
     entry as ``edited_test_files``; the harness grades the patch as given, unless ``strict``, which
     reverts those edits in the predictions before the harness sees them.
+
+    Task images (``image_supply``): the ones the run needs are made present before any model work, as
+    ``pull`` says (missing | never | always; the bundled tasks' are built); with ``prune_images`` the
+    ones it pulled are removed at the end. ``eval_scripts_from``: a swebench-5 dataset that gives older
+    rows their eval scripts (``data.load_rows``). ``image_progress``: a pull progress bar on stderr (True),
+    or on this rich ``Console``.
     """
     import docker
+
+    from ..image_supply import ImageSupply
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
@@ -146,12 +158,16 @@ def run_eval(
     started = time.monotonic()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = select(load_rows(dataset, split), instance_ids)
+    rows = select(load_rows(dataset, split, eval_scripts_from), instance_ids)
+    if do_score:  # before any image is pulled or model loaded
+        check_gradable(rows)
+    bundled = dataset is None or Path(dataset).resolve() == BUNDLED
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     source = "predictions" if predictions is not None else "gold" if gold else mode
     label = "gold" if gold else policy.name if policy is not None else model_label(model)
     own = client is None
     client = client or docker.from_env()
+    supply = ImageSupply(client, pull=pull, prune=prune_images, progress=image_progress)
     try:
         if predictions is not None:
             preds = read_predictions(Path(predictions))
@@ -160,16 +176,17 @@ def run_eval(
             preds = [{"instance_id": r["instance_id"], "model_name_or_path": "gold", "model_patch": r.get("patch", "")}
                      for r in rows]
         else:
+            supply.ensure(rows, bundled)  # before any model work: a missing image stops the run here
             if policy is None:
                 from ..policy import make_policy
 
                 policy = make_policy(model, backend=backend, base_url=base_url)
-            from ..images import ensure_images
-
-            ensure_images(rows, client, bundled=dataset is None or Path(dataset).resolve() == BUNDLED)
             make = _agent_predictions if mode == "agent" else _oracle_predictions
             preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets)
             write_predictions(preds, out / "predictions.jsonl")
+        if do_score:  # the harness needs the images of the rows with a patch to apply
+            patched = {p["instance_id"] for p in preds if p.get("model_patch")}
+            supply.ensure([r for r in rows if r["instance_id"] in patched], bundled)
         _flag_test_edits(rows, preds, strict, client, labels)
         summary: dict[str, Any] = {"source": source, "mode": mode if source in MODES else None, "model": label,
                                    "dataset": str(dataset or BUNDLED), "output_dir": str(out), "strict": strict}
@@ -186,8 +203,10 @@ def run_eval(
         else:
             summary.update(total=len(rows), submitted=len(preds))
     finally:
+        supply.release()
         if own:
             client.close()
+    summary.update(supply.summary())
     summary["seconds"] = round(time.monotonic() - started, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary

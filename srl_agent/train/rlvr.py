@@ -104,13 +104,15 @@ def rlvr_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
             "prompts_per_step": rlvr.get("tasks_per_step", recipe.get("prompts_per_step"))}
 
 
-def load_tasks(path: str | Path | None, ids: list[str] | None = None) -> list[dict[str, Any]]:
+def load_tasks(path: str | Path | None, ids: list[str] | None = None,
+               eval_scripts_from: str | Path | None = None) -> list[dict[str, Any]]:
     """Task rows as evaluation and replay load them (``evaluation.data.load_rows``: a swebench-5 file, a
-    hub dataset, older rows converted; default the bundled tasks), limited to ``ids``."""
+    hub dataset, older rows converted, given eval scripts by ``eval_scripts_from``; default the bundled
+    tasks), limited to ``ids``."""
     from ..evaluation.data import DatasetError, load_rows, missing_for_scoring, select
 
     try:
-        rows = select(load_rows(path), ids)
+        rows = select(load_rows(path, eval_scripts_from=eval_scripts_from), ids)
     except DatasetError as e:
         raise TrainError(f"{path or 'bundled tasks'}: {e}") from None
     if ids:  # the recipe's order
@@ -119,7 +121,8 @@ def load_tasks(path: str | Path | None, ids: list[str] | None = None) -> list[di
     missing = missing_for_scoring(rows)
     if missing:  # an episode could not be graded: say so before any training starts
         first = ", ".join(f"{i} ({', '.join(fields)})" for i, fields in list(missing.items())[:5])
-        raise TrainError(f"{path or 'bundled tasks'}: {len(missing)} row(s) lack what grading needs: {first}")
+        raise TrainError(f"{path or 'bundled tasks'}: {len(missing)} row(s) lack what grading needs: {first} "
+                         "(--eval-scripts-from a swebench-5 dataset that holds them fills them in)")
     return rows
 
 
@@ -134,16 +137,21 @@ def train_rlvr(
     client: Any = None,
     labels: dict[str, str] | None = None,
     callbacks: list[Any] | None = None,
+    pull: str = "missing",
+    prune_images: bool = False,
+    eval_scripts_from: str | Path | None = None,
+    image_progress: bool = False,
 ) -> dict[str, Any]:
     """RLVR from ``model`` on the task rows in ``tasks`` (swebench-5 JSONL; None: the bundled tasks).
 
     The final model lands in ``output_dir``; every episode's record in ``output_dir/rewards.jsonl`` (or
     ``reward_log``). ``client``: a docker client (default: from the environment, ``DOCKER_HOST``).
+    Task images, ``pull``, ``prune_images``, ``eval_scripts_from``, ``image_progress``: as ``run_eval``'s.
     """
     from datasets import Dataset
 
     from ..engine import SandboxPool
-    from ..images import ensure_images
+    from ..image_supply import ImageSupply
     from ..models import resolve_model
     from ..steps import issue_turn
     from .rollouts import RolloutConfig
@@ -152,58 +160,61 @@ def train_rlvr(
     rlvr = recipe.get("rlvr") or {}
     if (recipe.get("grpo") or {}).get("use_vllm") or (rlvr.get("grpo") or {}).get("use_vllm"):
         raise TrainError("RLVR episodes generate with transformers; use_vllm is not supported for this stage yet")
-    rows = load_tasks(tasks, rlvr.get("tasks"))
+    rows = load_tasks(tasks, rlvr.get("tasks"), eval_scripts_from)
     per_step = rlvr.get("tasks_per_step", recipe.get("prompts_per_step")) or 1
     if int(per_step) > len(rows):  # TRL would run 0 steps and exit as if it had trained
         where = f"{tasks or 'the bundled tasks'}{' (rlvr.tasks)' if rlvr.get('tasks') else ''}"
         raise TrainError(f"rlvr.tasks_per_step is {per_step} but {where} holds only {len(rows)} task(s): "
                          f"name more tasks or set rlvr.tasks_per_step to at most {len(rows)}")
-    stage = rlvr_recipe(recipe)
-    model_name = resolve_model(model or recipe.get("model"))
-    output_dir = Path(output_dir)
-    checkpoint = resolve_checkpoint(output_dir, resume)
-    args = grpo_config(stage, output_dir)
-    # Sampling settings default to the stage's GRPO ones, so one temperature governs the stage.
-    cfg = RolloutConfig.from_dict({"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k or 0,
-                                   **with_saved_prompt(model_name, rlvr.get("rollout") or {})})
-    settings = episode_settings(cfg.prompt, cfg.style)
-    # The prompt column shows the first turn, issue untruncated (the rollout builds every turn itself, with
-    # the issue cut to its token budget).
-    dataset = Dataset.from_list([
-        {"instance_id": r["instance_id"],
-         "prompt": [{"role": "system", "content": cfg.prompt.system_prompt},
-                    {"role": "user", "content": issue_turn((r.get("problem_statement") or "").strip(), cfg.prompt,
-                                                           lambda text, budget: text)}]}
-        for r in rows])
-    if reward_log is None and is_main_process():
-        reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
-    pool = SandboxPool(rlvr.get("max_sandboxes", 4), client=client, timeout=cfg.episode.command_timeout,
-                       labels=labels)
-    try:
-        ensure_images(rows, pool.client, bundled=tasks is None)
-        trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
-                              rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log,
-                              callbacks=[*(callbacks or []), save_callback(settings)])
-        result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model(str(output_dir))
-        if is_main_process():
-            write_settings(output_dir, settings)
-    finally:
-        pool.close()
-        if hasattr(reward_log, "close"):
-            reward_log.close()
-    return {
-        "output_dir": str(output_dir),
-        "model": model_name,
-        "tasks": [r["instance_id"] for r in rows],
-        "steps": trainer.state.global_step,
-        "episodes": trainer.episodes_run,
-        "resumed_from": checkpoint,
-        "train_seconds": result.metrics.get("train_runtime", 0.0),
-        "reward_mean": log_series(trainer, "reward"),
-        "pool": pool.stats.to_dict(),
-        "reward_log": str(output_dir / REWARD_LOG) if isinstance(reward_log, JsonlRewardLog) else None,
-    }
+    supply = ImageSupply(client, pull=pull, prune=prune_images, progress=image_progress)
+    with supply:  # released last: pruning waits until the pool below has removed its sandboxes
+        supply.ensure(rows, bundled=tasks is None)  # before any model work: a missing image stops the run here
+        stage = rlvr_recipe(recipe)
+        model_name = resolve_model(model or recipe.get("model"))
+        output_dir = Path(output_dir)
+        checkpoint = resolve_checkpoint(output_dir, resume)
+        args = grpo_config(stage, output_dir)
+        # Sampling settings default to the stage's GRPO ones, so one temperature governs the stage.
+        cfg = RolloutConfig.from_dict({"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k or 0,
+                                       **with_saved_prompt(model_name, rlvr.get("rollout") or {})})
+        settings = episode_settings(cfg.prompt, cfg.style)
+        # The prompt column shows the first turn, issue untruncated (the rollout builds every turn itself, with
+        # the issue cut to its token budget).
+        dataset = Dataset.from_list([
+            {"instance_id": r["instance_id"],
+             "prompt": [{"role": "system", "content": cfg.prompt.system_prompt},
+                        {"role": "user", "content": issue_turn((r.get("problem_statement") or "").strip(), cfg.prompt,
+                                                               lambda text, budget: text)}]}
+            for r in rows])
+        if reward_log is None and is_main_process():
+            reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
+        pool = SandboxPool(rlvr.get("max_sandboxes", 4), client=client, timeout=cfg.episode.command_timeout,
+                           labels=labels)
+        try:
+            trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
+                                  rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log,
+                                  callbacks=[*(callbacks or []), save_callback(settings)])
+            result = trainer.train(resume_from_checkpoint=checkpoint)
+            trainer.save_model(str(output_dir))
+            if is_main_process():
+                write_settings(output_dir, settings)
+        finally:
+            pool.close()
+            if hasattr(reward_log, "close"):
+                reward_log.close()
+        summary = {
+            "output_dir": str(output_dir),
+            "model": model_name,
+            "tasks": [r["instance_id"] for r in rows],
+            "steps": trainer.state.global_step,
+            "episodes": trainer.episodes_run,
+            "resumed_from": checkpoint,
+            "train_seconds": result.metrics.get("train_runtime", 0.0),
+            "reward_mean": log_series(trainer, "reward"),
+            "pool": pool.stats.to_dict(),
+            "reward_log": str(output_dir / REWARD_LOG) if isinstance(reward_log, JsonlRewardLog) else None,
+        }
+    return {**summary, **supply.summary()}
 
 
 def read_episodes(path: str | Path) -> list[dict[str, Any]]:
