@@ -1,4 +1,5 @@
-"""What every ``srl-agent`` command shares: ``--json`` output, ``--instance`` lists, and errors.
+"""What every ``srl-agent`` command shares: ``--json`` output, ``--instance`` lists, the task-image options
+(``--pull``, ``--prune-images``, ``--eval-scripts-from``), and errors.
 
 Bad input ends a command with one line on stderr (``error: …``) and exit code 2, never a traceback;
 a failure while running (the harness, the engine) exits 1 the same way. ``SRL_AGENT_TRACEBACK=1``
@@ -17,6 +18,8 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from .image_supply import PULL_MODES
 
 BAD_INPUT = (ValueError, KeyError, FileNotFoundError)
 INSTANCE_HELP = "Only this task (instance id); repeat, or give a comma-separated list."
@@ -60,6 +63,30 @@ def bad_input_exits(fn: F) -> F:
             refuse(e)
 
     return command  # type: ignore[return-value]
+
+
+def check_choice(flag: str, value: str | None, known: Iterable[str]) -> None:
+    """``fail`` unless ``value`` (None: not given) is one of ``known``."""
+    if value is not None and value not in known:
+        fail(f"{flag}: {value!r}; known: {', '.join(known)}")
+
+
+def _pull_mode(value: str) -> str:
+    check_choice("--pull", value, PULL_MODES)
+    return value
+
+
+# The task-image options of every command that runs tasks (eval, train rlvr, replay).
+PULL = typer.Option("missing", "--pull", callback=_pull_mode,
+                    help="Task images: missing (pull the ones this engine lacks) | never (a missing one is an "
+                         "error) | always (pull each again). The bundled tasks' images are built, never pulled. "
+                         "Offline: `docker load -i FILE` images saved with `docker save` elsewhere.")
+PRUNE_IMAGES = typer.Option(False, "--prune-images", help="Remove the images this run pulled when it is done with "
+                            "them (never one that was here before).")
+EVAL_SCRIPTS_FROM = typer.Option(None, "--eval-scripts-from", help="A swebench-5 dataset (hub id, e.g. "
+                                 "SWE-bench/SWE-bench_Verified, or rows file) that gives older-format rows "
+                                 "(princeton-nlp/SWE-bench*) their eval_script, image, log_parser and eval_type, "
+                                 "by instance id.")
 
 
 def instance_ids(values: Iterable[str] | None) -> list[str] | None:

@@ -12,7 +12,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
+from ..cli_util import (
+    EVAL_SCRIPTS_FROM,
+    INSTANCE_HELP,
+    PRUNE_IMAGES,
+    PULL,
+    bad_input_exits,
+    check_choice,
+    emit,
+    fail,
+    instance_ids,
+)
 
 console = Console(stderr=True)
 
@@ -30,6 +40,9 @@ def eval_command(
     instances: list[str] | None = typer.Option(None, "--instance", help=INSTANCE_HELP),
     old_instances: list[str] | None = typer.Option(None, "--instances", hidden=True),  # the older spelling
     split: str = typer.Option("test", "--split", help="Split of a hub dataset."),
+    eval_scripts_from: str | None = EVAL_SCRIPTS_FROM,
+    pull: str = PULL,
+    prune_images: bool = PRUNE_IMAGES,
     step_limit: int = typer.Option(30, "--step-limit", help="Most actions per agent episode."),
     format_error_limit: int = typer.Option(3, "--format-error-limit", help="Consecutive malformed completions that end an episode."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens per completion."),
@@ -67,8 +80,7 @@ def eval_command(
 
     for value, known, hint in ((mode, MODES, "--mode"), (backend, BACKENDS, "--backend"), (style, STYLES, "--style"),
                                (history, HISTORIES, "--history")):
-        if value is not None and value not in known:
-            fail(f"{hint}: {value!r}; known: {', '.join(known)}")
+        check_choice(hint, value, known)
     if context_steps is not None and context_steps != "all" and not context_steps.isdigit():
         fail(f"--context-steps: a number or 'all', got {context_steps!r}")
     if predictions is not None and not predictions.is_file():
@@ -93,7 +105,9 @@ def eval_command(
                                predictions=predictions, gold=gold, instance_ids=ids, split=split,
                                agent_config=config, exact_budgets=prompt.exact_budgets, do_score=not no_score,
                                max_workers=max_workers, run_id=run_id, strict=strict,
-                               progress=progress)
+                               progress=progress, pull=pull, prune_images=prune_images,
+                               eval_scripts_from=eval_scripts_from,
+                               image_progress=console if status is not None else False)  # nests under the spinner
         except (ScoringError, RuntimeError) as e:
             fail(str(e), code=1)
     if as_json:

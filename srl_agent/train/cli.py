@@ -14,7 +14,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..cli_util import BAD_INPUT, INSTANCE_HELP, emit, fail, instance_ids, refuse, summary_table
+from ..cli_util import (
+    BAD_INPUT,
+    EVAL_SCRIPTS_FROM,
+    INSTANCE_HELP,
+    PRUNE_IMAGES,
+    PULL,
+    emit,
+    fail,
+    instance_ids,
+    refuse,
+    summary_table,
+)
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a policy: SFT or SRL on step instances, RLVR on tasks.")
 console = Console(stderr=True)
@@ -126,6 +137,7 @@ def sft(
 def rlvr(
     tasks: Path | None = typer.Option(None, "--tasks", help="Task rows, swebench-5 JSONL (default: the bundled tasks)."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run folder: final model, checkpoints, rewards.jsonl."),
+    eval_scripts_from: str | None = EVAL_SCRIPTS_FROM, pull: str = PULL, prune_images: bool = PRUNE_IMAGES,
     model: str | None = _MODEL, recipe: str = _RECIPE, sets: list[str] = _SET,
     instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
     old_instances: list[str] = typer.Option(None, "--instance-id", hidden=True),  # the older spelling
@@ -152,7 +164,8 @@ def rlvr(
         if value is not None:
             overrides[key] = value
     summary = _run(train_rlvr, tasks=tasks, output_dir=output_dir, model=model, recipe=recipe, overrides=overrides,
-                   resume=resume_from or resume)
+                   resume=resume_from or resume, pull=pull, prune_images=prune_images,
+                   eval_scripts_from=eval_scripts_from, image_progress=True)
     _show(summary, as_json, f"rlvr → {output_dir}", skip=("reward_mean",))
 
 
