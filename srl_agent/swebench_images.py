@@ -374,8 +374,9 @@ def _docker_build(client: Any, row: dict[str, Any], texts: dict[str, str], dists
             image, _ = client.images.build(path=ctx, tag=tag, rm=True, forcerm=True, network_mode="none",
                                            nocache=force, labels=labels)
         except docker.errors.BuildError as e:
-            tail = "".join(str(x.get("stream") or x.get("error") or "") for x in e.build_log)[-4000:]
-            raise SwebenchImageError(f"{iid}: docker build of {tag} failed: {e.msg}\n{tail}") from None
+            log = "".join(str(x.get("stream") or x.get("error") or "") for x in e.build_log)
+            _drop_failed_layers(client, log)
+            raise SwebenchImageError(f"{iid}: docker build of {tag} failed: {e.msg}\n{log[-4000:]}") from None
         except docker.errors.APIError as e:
             raise SwebenchImageError(f"{iid}: docker build of {tag} failed: {e}") from None
     return image
@@ -388,6 +389,24 @@ def _write_context(ctx: Path, texts: dict[str, str], dists: dict[str, Path], tar
     shutil.copy(tarball, ctx / "testbed.tar.gz")
     for name, text in texts.items():
         (ctx / name).write_text(text, encoding="utf-8")
+
+
+def _drop_failed_layers(client: Any, log: str) -> None:
+    """The untagged layers a failed build made (the step images before the failing one): no tag ever
+    points at them, so nothing would remove them. Layers the build took from its cache stay."""
+    import docker
+
+    made, cached = [], False
+    for line in log.splitlines():
+        if line.rstrip().endswith("---> Using cache"):
+            cached = True
+        elif m := re.search(r"---> ([0-9a-f]{12})\s*$", line):  # the line may start with a colour reset
+            if not cached:
+                made.append(m.group(1))
+            cached = False
+    if made:  # removing the last also removes the new parents it alone was holding
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(made[-1], noprune=False)
 
 
 def _drop_replaced(client: Any, old: Any, new: Any) -> None:

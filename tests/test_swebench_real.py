@@ -181,3 +181,33 @@ def test_agent_patch_grades_as_the_official_report_says(iid, rows, docker_client
     for key in ("FAIL_TO_PASS", "PASS_TO_PASS"):
         assert sets(verdict, key) == (set(official["tests_status"][key]["success"]),
                                       set(official["tests_status"][key]["failure"])), key
+
+
+# ---------------------------------------------------------------- errors name the instance and the step
+
+
+def test_unknown_instance_is_named(swebench_rows, docker_client):
+    from srl_agent.swebench_images import SwebenchImageError, build_swebench_images
+
+    with pytest.raises(SwebenchImageError, match="unknown instance.*no-such-instance"):
+        build_swebench_images(FOLDER, ["no-such-instance"], client=docker_client, progress=False)
+
+
+def test_a_failing_install_names_instance_step_and_log_tail(swebench_rows, docker_client, tmp_path):
+    """A copy of one instance whose install asks for a distribution the wheelhouse lacks, under a
+    throwaway tag: the build fails in setup_repo.sh and says so."""
+    from srl_agent.swebench_images import SwebenchImageError, build_swebench_images
+
+    row = {**swebench_rows[-1], "image": f"srl-agent/test-swebench-broken:{RUN_ID}"}
+    iid = row["instance_id"]
+    env = {**ENVS[iid], "install": "python -m pip install no-such-distribution-srl"}
+    (tmp_path / "repos").mkdir()
+    (tmp_path / "repos" / f"{iid}.tar.gz").symlink_to(FOLDER / "repos" / f"{iid}.tar.gz")
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "environments.json").write_text(json.dumps({iid: env}))
+    with pytest.raises(SwebenchImageError) as e:
+        build_swebench_images(tmp_path, client=docker_client, progress=False)
+    message = str(e.value)
+    assert message.startswith(f"{iid}: docker build of {row['image']} failed"), message
+    assert "setup_repo.sh" in message and "no-such-distribution-srl" in message, message
+    assert not docker_client.images.list(name="srl-agent/test-swebench-broken")

@@ -15,22 +15,17 @@ __conda_prefix() {
     esac
 }
 
-# PATH with the first "$1" entry replaced by "$2" ("" drops it); prepends "$2" when "$1" is absent.
+# PATH with its first "$1" entry replaced by "$2" ("" drops it), or "$2" prepended when "$1" is not
+# there. No loop, so a `set -x` trace stays a few lines, as conda's own is.
 __conda_swap_path() {
-    local old=$1 new=$2 entry out="" found=""
-    local IFS=:
-    for entry in $PATH; do
-        if [ -z "$found" ] && [ -n "$old" ] && [ "$entry" = "$old" ]; then
-            found=1
-            [ -n "$new" ] && out="$out${out:+:}$new"
-        else
-            out="$out${out:+:}$entry"
-        fi
-    done
-    if [ -z "$found" ] && [ -n "$new" ]; then
-        out="$new${out:+:}$out"
+    local old=$1 new=$2 p=":${PATH:-}:"
+    if [ -n "$old" ] && case $p in *:"$old":*) true ;; *) false ;; esac; then
+        p="${p%%:"$old":*}:${new:+$new:}${p#*:"$old":}"
+    elif [ -n "$new" ]; then
+        p=":$new$p"
     fi
-    PATH=$out
+    p=${p#:}
+    PATH=${p%:}
     export PATH
 }
 
