@@ -145,6 +145,12 @@ class ImageSupply:
         Raises ``ImageSupplyError`` naming each image it could not get."""
         fresh = [r for r in rows if r["image"] not in self._seen]
         self._seen.update(r["image"] for r in fresh)
+        # A SWE-smith row runs in a small image of its own, built FROM its repository's published image
+        # at the instance's branch: that published image is what gets pulled (evaluation/swesmith.py).
+        derived = [r for r in fresh if r.get("swesmith_image")]
+        sources = [{"instance_id": r["instance_id"], "image": r["swesmith_image"]} for r in derived
+                   if self.pull == "always" or not is_present(self.client, r["image"])]
+        fresh = [r for r in fresh if not r.get("swesmith_image")] + sources
         own = [bundled or r["image"].startswith(OWN_PREFIX) for r in fresh]
         self._build([r for r, mine in zip(fresh, own, strict=True) if mine])
         published = list(dict.fromkeys(r["image"] for r, mine in zip(fresh, own, strict=True) if not mine))
@@ -158,6 +164,10 @@ class ImageSupply:
         self.pulled.extend(new)
         if failed:
             raise ImageSupplyError(f"cannot pull {len(failed)} task image(s): {_listing(failed)}. {LOAD_HINT}")
+        if derived:
+            from .evaluation.swesmith import build_instance_images
+
+            build_instance_images(derived, client=self.client)
         return new
 
     def _build(self, rows: list[dict[str, Any]]) -> None:

@@ -309,13 +309,14 @@ class ReplayRun:
     reports: list[ReplayReport]
     replayed: list[Trajectory]
     read: ReadReport
+    images: dict[str, list[str]] = field(default_factory=dict)  # images pulled and pruned
 
     def summary(self) -> dict[str, Any]:
         skipped = {k: v for k, v in self.read.skipped.items() if k != NOT_A_TRAJECTORY}
         return {"tasks": [r.summary() for r in self.reports], "total": len(self.reports),
                 "resolved": sum(r.resolved for r in self.reports), "agree": sum(r.agrees for r in self.reports),
                 "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
-                "problems": list(self.read.errors)}
+                "problems": list(self.read.errors), **self.images}
 
 
 def _select(trajectories: list[Trajectory], instance_ids: list[str] | None, where: str) -> list[Trajectory]:
@@ -334,6 +335,8 @@ def replay_trajectories(
     dataset: str | Path | None = None,
     instance_ids: list[str] | None = None,
     pull: str = "missing",
+    prune_images: bool = False,
+    eval_scripts_from: str | Path | None = None,
     record_observations: bool = False,
     client: Any = None,
     batch_size: int = 2,
@@ -341,16 +344,17 @@ def replay_trajectories(
     progress: Any = None,
 ) -> ReplayRun:
     """Replay trajectories (files, folders, hub names; the bundled ones when ``inputs`` is empty) against
-    the rows of ``dataset`` (the bundled pack when None), each in its row's image, pulled if missing
-    (``pull``: missing, never, always). ``record_observations`` writes the regenerated observations
-    and snapshots back into bundled trajectory files."""
+    the rows of ``dataset`` (the bundled pack when None; older rows completed from ``eval_scripts_from``),
+    each in its row's image, pulled as ``pull`` says (missing, never, always) and, with ``prune_images``,
+    removed again at the end if this run pulled it. ``record_observations`` writes the regenerated
+    observations and snapshots back into bundled trajectory files."""
     from .evaluation.data import load_rows
-    from .images import ensure_images
+    from .image_supply import ImageSupply
 
     read = ReadReport()
     where = ", ".join(map(str, inputs)) if inputs else str(TRAJECTORY_DIR)
     trajectories = _select(list(read_trajectories(inputs or [TRAJECTORY_DIR], report=read)), instance_ids, where)
-    rows = {r["instance_id"]: r for r in load_rows(dataset)}
+    rows = {r["instance_id"]: r for r in load_rows(dataset, eval_scripts_from=eval_scripts_from)}
     matched = []
     for traj in trajectories:
         if traj.instance_id in rows:
@@ -362,26 +366,21 @@ def replay_trajectories(
     task_rows = [rows[t.instance_id] for t in matched]
     if not task_rows:
         return ReplayRun([], [], read)
-    ensure_images(_unique(task_rows), client or docker_client(), bundled=dataset is None, pull=pull,
-                  progress=progress is not None)
     reports, replayed = [], []
-    for traj, (report, episode) in zip(matched, replay(matched, task_rows, client=client, batch_size=batch_size,
-                                                       timeout=timeout, progress=progress), strict=True):
+    with ImageSupply(client, pull=pull, prune=prune_images, progress=progress is not None) as images:
+        images.ensure(_unique(task_rows), bundled=dataset is None)
+        done = replay(matched, task_rows, client=images.client, batch_size=batch_size, timeout=timeout,
+                      progress=progress)
+    for traj, (report, episode) in zip(matched, done, strict=True):
         if record_observations:
             record(_source_file(traj.source), episode, report)
         reports.append(report)
         replayed.append(verified(traj, report, episode))
-    return ReplayRun(reports, replayed, read)
+    return ReplayRun(reports, replayed, read, images.summary())
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list({r["instance_id"]: r for r in rows}.values())
-
-
-def docker_client() -> Any:
-    import docker
-
-    return docker.from_env()
 
 
 def replay_tasks(task_ids: list[str] | None = None, **kwargs: Any) -> list[ReplayReport]:

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_util import INSTANCE_HELP, bad_input_exits, emit, fail, instance_ids
+from .cli_util import EVAL_SCRIPTS_FROM, INSTANCE_HELP, PRUNE_IMAGES, PULL, bad_input_exits, emit, fail, instance_ids
 
 console = Console(stderr=True)
 SHOWN_PROBLEMS = 5
@@ -39,7 +39,9 @@ def replay_command(
                                                "verdict) as JSONL, which `prepare` reads (--only-verified)."),
     repeat: int = typer.Option(0, help="Also grade each task's gold patch N times and report the FAIL_TO_PASS / "
                                "PASS_TO_PASS tests whose outcome changes (flaky)."),
-    pull: str = typer.Option("missing", help="Task images: pull the missing ones (missing), never, or always."),
+    pull: str = PULL,
+    prune_images: bool = PRUNE_IMAGES,
+    eval_scripts_from: str | None = EVAL_SCRIPTS_FROM,
     batch_size: int = typer.Option(2, help="Trajectories replayed side by side."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -53,11 +55,10 @@ def replay_command(
         fail("name trajectories (files or folders), or tasks with --instance ID, or pass --all")
     if record and (inputs and folder is None or dataset):
         fail("--record writes into the bundled trajectory files; it takes no other trajectories or dataset")
-    if pull not in ("missing", "never", "always"):
-        fail(f"--pull is missing, never or always, not {pull!r}")
     progress = None if as_json else lambda n, total: console.print(f"replayed {n}/{total}")
-    run = replay_trajectories(inputs or None, dataset=dataset, instance_ids=ids, pull=pull,
-                              record_observations=record, batch_size=batch_size, progress=progress)
+    run = replay_trajectories(inputs or None, dataset=dataset, instance_ids=ids, pull=pull, prune_images=prune_images,
+                              eval_scripts_from=eval_scripts_from, record_observations=record, batch_size=batch_size,
+                              progress=progress)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps([r.to_dict() for r in run.reports], indent=1), encoding="utf-8")
     summary = {**run.summary(), "report": str(report)}
@@ -66,7 +67,7 @@ def replay_command(
 
         summary["verified"] = {"path": str(write_verified), "trajectories": write(write_verified, run.replayed)}
     if repeat:
-        summary["flaky"] = _flaky(run, dataset, repeat, as_json)
+        summary["flaky"] = _flaky(run, dataset, eval_scripts_from, repeat, as_json)
     if not as_json:
         _print_steps(run.reports)
         for problem in run.read.errors[:SHOWN_PROBLEMS]:
@@ -76,11 +77,11 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def _flaky(run, dataset: str | None, repeat: int, as_json: bool) -> list[dict]:
+def _flaky(run, dataset: str | None, eval_scripts_from: str | None, repeat: int, as_json: bool) -> list[dict]:
     from .evaluation.data import load_rows
     from .flaky import flaky_tests
 
-    rows = {r["instance_id"]: r for r in load_rows(dataset)}
+    rows = {r["instance_id"]: r for r in load_rows(dataset, eval_scripts_from=eval_scripts_from)}
     out = []
     for i, instance in enumerate(dict.fromkeys(r.instance_id for r in run.reports), 1):
         if not as_json:

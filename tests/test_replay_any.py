@@ -87,3 +87,19 @@ def test_write_verified_round_trips_through_prepare(images, tmp_path):
     # Unverified input is skipped and counted, not prepared.
     summary = prepare([trajectory_path(LEAP)], tmp_path / "none.jsonl", only_verified=True)
     assert summary["trajectories_read"] == 0 and summary["skipped_by_reason"] == {"not verified by replay": 1}
+
+
+def test_replay_refuses_a_missing_image_before_running_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from srl_agent.cli import app
+
+    image = "localhost:9/srl-agent-test/absent:never"
+    dataset = tmp_path / "rows.jsonl"
+    dataset.write_text(json.dumps(dict(ROWS[LEAP], image=image)) + "\n")
+    res = CliRunner().invoke(app, ["replay", str(trajectory_path(LEAP)), "--dataset", str(dataset), "--pull", "never",
+                                   "--report", str(tmp_path / "report.json")])
+    assert res.exit_code == 2, res.output
+    (line,) = [x for x in res.stderr.splitlines() if x.strip()]
+    assert line.startswith("error:") and image in line and "docker load" in line
+    assert not (tmp_path / "report.json").exists()
