@@ -442,3 +442,24 @@ def test_a_patch_that_writes_its_own_f2p_test_file_is_overruled(swesmith_task, d
                                                 if not line.startswith("git checkout ")) + "\n")
     cheated = _evaluate(unguarded, patch, docker_client)
     assert cheated["resolved"], (cheated["reason"], cheated["log"][-3000:])
+
+
+def test_a_swesmith_row_is_replayed_in_its_instance_image_built_on_demand(swesmith_task, docker_client, tmp_path):
+    """replay with a dataset of SWE-smith rows: the missing per-instance image is built from the repository
+    image (never pulled: `--pull never`), and the bundled expert's fix of the same bug resolves there."""
+    from srl_agent.readers import read_file
+    from srl_agent.replay import replay_trajectories, trajectory_path
+
+    row, task, _ = swesmith_task
+    docker_client.images.remove(row["image"], force=True)
+    (traj,) = read_file(trajectory_path(TASK))
+    traj.task.instance_id = row["instance_id"]
+    path = tmp_path / "traj.jsonl"
+    path.write_text(traj.to_json() + "\n")
+    dataset = tmp_path / "rows.jsonl"
+    dataset.write_text(json.dumps(row) + "\n")
+    run = replay_trajectories([path], dataset=dataset, pull="never", client=docker_client)
+    (report,) = run.reports
+    assert docker_client.images.get(row["image"])
+    assert report.resolved and report.agrees, report.grade
+    assert len(report.steps) == len(traj.steps)
