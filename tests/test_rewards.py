@@ -294,3 +294,82 @@ def test_trl_reward_callable(steps):
     assert plain[0]["mode"] == "paper"
     with pytest.raises(ValueError, match="expert_action"):
         reward(None, completions)
+
+
+# ------------------------------------------------------------------ editor edits vs an expert's bash edit
+BEFORE = "def f(x):\n    return x\n\n\ndef g(y):\n    return y * 2\n"
+AFTER = "def f(x):\n    return x + 1\n\n\ndef g(y):\n    return y * 2\n"
+
+
+def git_diff_u0(tmp_path: Path, files: dict[str, tuple[str | None, str | None]]) -> str:
+    """The zero-context patch git itself writes for these (before, after) file contents, as replay
+    records a bash step's change (independent of the reward's own diffing)."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True)  # noqa: E731
+    run("init", "-q")
+    for name, (before, _) in files.items():
+        if before is not None:
+            (repo / name).write_text(before)
+    run("add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "before")
+    for name, (_, after) in files.items():
+        if after is None:
+            (repo / name).unlink()
+        else:
+            (repo / name).write_text(after)
+    run("add", "-A")
+    return run("diff", "--cached", "--no-renames", "-U0").stdout
+
+
+def edit_call(**args) -> str:
+    return f"<think>x</think>\n\n{render(ToolCall('str_replace_editor', args))}"
+
+
+SED = {"name": "bash", "arguments": {"command": "sed -i 's/return x$/return x + 1/' mod.py"}}
+
+
+def test_an_editor_edit_with_the_effect_of_the_experts_sed_scores_1(tmp_path):
+    diff = git_diff_u0(tmp_path, {"mod.py": (BEFORE, AFTER)})
+    reward = StepReward("tool-aware")
+    expert = render(ToolCall.from_dict(SED))
+    same = edit_call(command="str_replace", path="/testbed/mod.py", old_str="    return x\n",
+                     new_str="    return x + 1\n")
+    assert reward(same, expert, SED, BEFORE, diff).reward == 1.0
+    # A wider window with the same effect: still 1.0, as for two editor edits.
+    wider = edit_call(command="str_replace", path="/testbed/mod.py", old_str="def f(x):\n    return x\n",
+                      new_str="def f(x):\n    return x + 1\n")
+    assert reward(wider, expert, SED, BEFORE, diff).reward == 1.0
+    other = edit_call(command="str_replace", path="/testbed/mod.py", old_str="    return y * 2", new_str="    return y")
+    assert 0.0 < reward(other, expert, SED, BEFORE, diff).reward < 1.0
+    elsewhere = reward(same.replace("/testbed/mod.py", "/testbed/other.py"), expert, SED, BEFORE, diff)
+    assert elsewhere.reward == 0.0 and elsewhere.components["path"] == 0.0
+    broken = edit_call(command="str_replace", path="/testbed/mod.py", old_str="not in the file", new_str="x")
+    assert reward(broken, expert, SED, BEFORE, diff).reward == 0.0
+    # Without the step's diff the step is an ordinary bash step: an editor call is another tool, 0.
+    assert reward(same, expert, SED, BEFORE, None).reward == 0.0
+    # The expert's own command still scores 1 by command similarity.
+    assert reward(f"<think>x</think>\n\n{expert}", expert, SED, BEFORE, diff).reward == 1.0
+
+
+def test_a_file_the_experts_heredoc_created_is_matched_by_an_editor_create(tmp_path):
+    text = "import os\n\nprint(os.getcwd())\n"
+    diff = git_diff_u0(tmp_path, {"new.py": (None, text)})
+    call = {"name": "bash", "arguments": {"command": "cat > new.py <<'EOF'\n...\nEOF"}}
+    reward = StepReward("tool-aware")
+    expert = render(ToolCall.from_dict(call))
+    assert reward(edit_call(command="create", path="/testbed/new.py", file_text=text), expert, call, None,
+                  diff).reward == 1.0
+    half = edit_call(command="create", path="/testbed/new.py", file_text="import os\n")
+    assert 0.0 < reward(half, expert, call, None, diff).reward < 1.0
+
+
+def test_without_the_files_content_the_edit_is_compared_by_its_own_change(tmp_path):
+    diff = git_diff_u0(tmp_path, {"mod.py": (BEFORE, AFTER)})
+    reward = StepReward("tool-aware")
+    same = edit_call(command="str_replace", path="/testbed/mod.py", old_str="    return x\n",
+                     new_str="    return x + 1\n")
+    b = reward(same, render(ToolCall.from_dict(SED)), SED, None, diff)
+    assert b.fallback and b.reward == 1.0

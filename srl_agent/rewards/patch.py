@@ -114,6 +114,12 @@ def edit_similarity(
             components["expert_edit"] = f"unusable: {e}"
             value = similarity(render(ToolCall("str_replace_editor", candidate)), render(ToolCall("str_replace_editor", expert)))
             return value, components, True
+    return _against(candidate, base, expert_change, similarity, components)
+
+
+def _against(candidate: dict[str, Any], base: str | None, expert_change: str, similarity: Similarity,
+             components: dict[str, Any]) -> tuple[float, dict[str, Any], bool]:
+    """The candidate's change (from ``base``; from its own arguments when None) against the expert's."""
     try:
         candidate_change = changes(base, apply_edit(candidate, base)) if base is not None else _fallback_changes(candidate)
     except CannotApply as e:
@@ -183,16 +189,4 @@ def bash_edit_similarity(
         return 0.0, components, False  # the right kind of action on a file the expert did not change
     # The file's content before the step: the snapshot, or nothing for a file the step created.
     base = snapshot if target == snapshot_path else "" if files[target] else None
-    try:
-        candidate_change = changes(base, apply_edit(candidate, base)) if base is not None else _fallback_changes(candidate)
-    except CannotApply as e:
-        components.update(applies=False, error=str(e))
-        return 0.0, components, base is None
-    expert_change = _expert_change(step_diff, target, base)
-    components["applies"] = True
-    if not candidate_change or not expert_change:
-        value = 1.0 if candidate_change == expert_change else 0.0
-    else:
-        value = similarity(candidate_change, expert_change)
-    components["patch"] = value
-    return value, components, base is None
+    return _against(candidate, base, _expert_change(step_diff, target, base), similarity, components)
