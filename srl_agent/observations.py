@@ -24,6 +24,8 @@ _NOISE = (
     (re.compile(r"/tmp/(?:tmp|pytest-of-[^/\s]+/pytest-\d+/)[\w.-]*"), "/tmp/…"),  # tempfile / pytest tmp_path
     (re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|sec|secs|seconds)\b"), "<t>"),  # durations (pytest's "in 0.12s")
     (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<clock>"),
+    # `ls -l` dates: "Dec  2 15:20" (this year) or "Mar 14  2023"
+    (re.compile(r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d (?: ?\d{4}|\d{2}:\d{2})\b"), "<date>"),
     (re.compile(r"\b(pid|PID|process)(\s*[=:]?\s*)\d+\b"), r"\1\2<pid>"),
 )
 
