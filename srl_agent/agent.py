@@ -125,11 +125,15 @@ class Agent:
         episode.memo["chat"] += [{"role": "assistant", "content": completion}, {"role": "user", "content": shown}]
 
     def run(self, rows: list[dict[str, Any]], *, client: Any = None, labels: dict[str, str] | None = None,
-            progress: Any = None) -> list[EpisodeRecord]:
-        """Each row's episode in a fresh sandbox (removed when it ends), up to ``batch_size`` side by side."""
+            progress: Any = None, runner: Any = None) -> list[EpisodeRecord]:
+        """Each row's episode in a fresh sandbox (removed when it ends), up to ``batch_size`` side by side;
+        with ``runner`` (``engine.cluster.ClusterRunner``) on the cluster's nodes, as many side by side as
+        they have slots, every pending turn generated here in one call."""
         cfg = self.config
         self._round = 0
         episode = cfg.episode()
+        if runner is not None:
+            return runner.run(rows, self, episode, environment={"grade": False}, style=cfg.style, progress=progress)
         with SandboxPool(cfg.batch_size, warm=False, client=client, timeout=cfg.command_timeout,
                          labels=labels) as pool:
             return run_episodes(rows, self, lambda: SandboxEnvironment(pool, episode, grade=False), episode,

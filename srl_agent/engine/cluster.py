@@ -66,9 +66,15 @@ def require_ray() -> Any:
 
 def connect(address: str | None) -> Any:
     """``ray.init`` once per process (a caller that connected already keeps its connection)."""
+    import signal
+
     ray = require_ray()
     if not ray.is_initialized():
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        if callable(before):  # ray.init replaces SIGTERM's handler; srl_agent.signals' must stay (exit 143)
+            signal.signal(signal.SIGTERM, before)
     return ray
 
 

@@ -37,7 +37,7 @@ def policy_tokenizer(policy: Any) -> Any:
 
 
 def _agent_predictions(policy, rows, out: Path, label: str, agent_config, client, labels, progress,
-                       exact_budgets: bool = False) -> list[dict]:
+                       exact_budgets: bool = False, runner: Any = None) -> list[dict]:
     from ..agent import Agent
     from ..steps import Truncator
     from .trajfile import write_traj
@@ -51,7 +51,7 @@ def _agent_predictions(policy, rows, out: Path, label: str, agent_config, client
         truncate = Truncator(tokenizer)
     agent = Agent(policy, agent_config, truncate=truncate)
     preds = []
-    for ep in agent.run(rows, client=client, labels=labels, progress=progress):
+    for ep in agent.run(rows, client=client, labels=labels, progress=progress, runner=runner):
         write_traj(out / "trajs" / f"{ep.instance_id}.traj", ep, model=label, config=agent.config,
                    issue_turn=agent.issue(ep.task), budgets="tokens" if exact_budgets else "characters")
         preds.append({"instance_id": ep.instance_id, "model_name_or_path": label, "model_patch": ep.submission,
@@ -127,6 +127,7 @@ def run_eval(
     prune_images: bool = False,
     eval_scripts_from: str | Path | None = None,
     image_progress: Any = False,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate on ``dataset`` (default: the bundled tasks) and return the summary (also ``summary.json``).
 
@@ -146,6 +147,10 @@ def run_eval(
     ones it pulled are removed at the end. ``eval_scripts_from``: a swebench-5 dataset that gives older
     rows their eval scripts (``data.load_rows``). ``image_progress``: a pull progress bar on stderr (True),
     or on this rich ``Console``.
+
+    ``ray_address``: the agent's episodes and the harness run on that Ray cluster's nodes
+    (``engine.cluster``; images are supplied here as without it, then shipped to the nodes that need
+    them); the summary's ``ray`` says where they ran.
     """
     import docker
 
@@ -168,7 +173,12 @@ def run_eval(
     own = client is None
     client = client or docker.from_env()
     supply = ImageSupply(client, pull=pull, prune=prune_images, progress=image_progress)
+    runner = None
     try:
+        if ray_address:
+            from ..engine.cluster import ClusterRunner
+
+            runner = ClusterRunner(ray_address, labels=labels)
         if predictions is not None:
             preds = read_predictions(Path(predictions))
             label = preds[0]["model_name_or_path"] if preds else label
@@ -182,7 +192,8 @@ def run_eval(
 
                 policy = make_policy(model, backend=backend, base_url=base_url)
             make = _agent_predictions if mode == "agent" else _oracle_predictions
-            preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets)
+            preds = make(policy, rows, out, label, agent_config, client, labels, progress, exact_budgets,
+                         **({"runner": runner} if mode == "agent" else {}))
             write_predictions(preds, out / "predictions.jsonl")
         if do_score:  # the harness needs the images of the rows with a patch to apply
             patched = {p["instance_id"] for p in preds if p.get("model_patch")}
@@ -195,14 +206,19 @@ def run_eval(
             summary["generation"] = {k: sum(p.get(k, 0) for p in preds) for k in
                                      (("steps", "format_errors") if mode == "agent" else ("edits", "edit_errors"))}
         if do_score:
-            summary.update(score(rows, preds, out, run_id, max_workers=max_workers, timeout=timeout, client=client))
+            scorer = runner.score if runner is not None else lambda *a, **k: score(*a, **k, client=client)
+            summary.update(scorer(rows, preds, out, run_id, max_workers=max_workers, timeout=timeout))
             made = {p["instance_id"]: p for p in preds}
             for i in summary["instances"]:  # how each prediction came about (exit status, steps, edits)
                 i.update({k: v for k, v in made.get(i["instance_id"], {}).items() if k not in ("model_patch",
                           "model_name_or_path", "instance_id")})
         else:
             summary.update(total=len(rows), submitted=len(preds))
+        if runner is not None:
+            summary["ray"] = runner.summary()
     finally:
+        if runner is not None:
+            runner.close()
         supply.release()
         if own:
             client.close()

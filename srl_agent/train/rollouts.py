@@ -173,13 +173,18 @@ class TokenDriver:
         run.env_mask += [0] * len(ids)
 
 
-def run_rollouts(rows: list[dict[str, Any]], generate: Generator, tokens: ConversationTokens, pool: SandboxPool,
-                 config: RolloutConfig | None = None, truncate: Any = None) -> list[Rollout]:
-    """One graded episode per row through the engine, at most ``pool.max_sandboxes`` side by side."""
+def run_rollouts(rows: list[dict[str, Any]], generate: Generator, tokens: ConversationTokens,
+                 pool: SandboxPool | None, config: RolloutConfig | None = None, truncate: Any = None, *,
+                 runner: Any = None) -> list[Rollout]:
+    """One graded episode per row through the engine, at most ``pool.max_sandboxes`` side by side; with
+    ``runner`` (``engine.cluster.ClusterRunner``) on the cluster's nodes instead, generation staying here."""
     config = config or RolloutConfig()
     driver = TokenDriver(generate, tokens, config, truncate or Truncator(tokens.tokenizer))
-    episodes = run_episodes(rows, driver, lambda: SandboxEnvironment(pool, config.episode), config.episode,
-                            batch_size=pool.max_sandboxes, style=config.style)
+    if runner is not None:
+        episodes = runner.run(rows, driver, config.episode, style=config.style)
+    else:
+        episodes = run_episodes(rows, driver, lambda: SandboxEnvironment(pool, config.episode), config.episode,
+                                batch_size=pool.max_sandboxes, style=config.style)
     out = []
     for ep in episodes:
         run = driver.rollout(ep)
