@@ -14,11 +14,14 @@ import signal
 from typing import Any
 
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
+received: int | None = None  # the signal being handled: Ray's blocking calls turn our SystemExit into exit 1
 
 
 def _handler(signum: int, frame: Any) -> None:
     from .sandbox import remove_tracked
 
+    global received
+    received = signum
     for sig in HANDLED:  # a second signal during the unwinding must not cut it short
         signal.signal(sig, signal.SIG_IGN)
     remove_tracked()

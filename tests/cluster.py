@@ -297,3 +297,40 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------------------------------- scripted policies
+def gold_calls(row: dict[str, Any], wait: float = 0) -> list[Any]:
+    """The expert's fix as an episode: (a wait,) the gold patch applied with one bash command, submit."""
+    from srl_agent.schema import ToolCall
+
+    calls = [ToolCall("bash", {"command": f"sleep {wait:g}"})] if wait else []
+    return calls + [ToolCall("bash", {"command": f"cd /testbed && git apply - <<'EOF_GOLD'\n{row['patch']}EOF_GOLD"}),
+                    ToolCall("submit", {})]
+
+
+def gold_driver(rows: list[dict[str, Any]], wait: float = 0) -> Any:
+    """Replay's ``ScriptedDriver`` playing ``gold_calls`` for each row, in row order."""
+    from srl_agent.replay import Script, ScriptedDriver
+
+    return ScriptedDriver([Script(gold_calls(row, wait)) for row in rows])
+
+
+def gold_generator(tokenizer: Any, rows: list[dict[str, Any]], stop_ids: set[int]) -> Any:
+    """A token generator for ``run_rollouts`` that writes the gold patch's bash call, then submit."""
+    from srl_agent.actions import render
+    from srl_agent.schema import ToolCall
+
+    fixes = {r["problem_statement"].strip()[:60]: render(gold_calls(r)[0]) for r in rows}
+    submit = render(ToolCall("submit", {}))
+
+    def generate(batch: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        out = []
+        for ids in batch:
+            text = tokenizer.decode(ids)
+            action = submit if "<function=bash>" in text else next(v for k, v in fixes.items() if k in text)
+            out.append(tokenizer(f"<think>Next.</think>\n{action}", add_special_tokens=False)["input_ids"]
+                       + sorted(stop_ids)[:1])
+        return out
+
+    return generate

@@ -618,10 +618,18 @@ class ClusterRunner:
                     done += 1
                     if progress is not None:
                         progress(done, len(rows))
-        except BaseException:
-            self.close()  # a signal or Ctrl-C: every node's containers go now
-            raise
+        except (KeyboardInterrupt, SystemExit) as e:
+            self._interrupted(e)
         return out  # type: ignore[return-value]
+
+    def _interrupted(self, e: BaseException) -> None:
+        """A signal or Ctrl-C: every node's containers go now, then the run ends as it would locally."""
+        from .. import signals
+
+        self.close()
+        if isinstance(e, SystemExit) and signals.received is not None:
+            raise SystemExit(128 + signals.received) from None  # Ray's blocking calls re-raise it as exit 1
+        raise e
 
     def _finished(self, row: dict[str, Any], ref: Any, node: _Node, generation: int, key: str) -> EpisodeRecord:
         ray = self.ray
@@ -690,7 +698,7 @@ class ClusterRunner:
         image first, then the fewest assigned): the same summary, the harness's logs gathered under
         ``output_dir`` and its per-node logs in ``harness.log``."""
         from ..evaluation.data import write_rows
-        from ..evaluation.harness import ScoringError, _summary, write_predictions
+        from ..evaluation.harness import ScoringError, write_predictions
 
         out = Path(output_dir).resolve()
         out.mkdir(parents=True, exist_ok=True)
@@ -706,6 +714,16 @@ class ClusterRunner:
                 raise ScoringError("no node with a Docker engine is left to score on")
             node = min(nodes, key=lambda n: (image not in n.images, len(shares.get(n.node_id, []))))
             shares.setdefault(node.node_id, []).append(p)
+        try:
+            return self._score(rows, preds, out, by_id, shares, run_id, max_workers, timeout)
+        except (KeyboardInterrupt, SystemExit) as e:
+            self._interrupted(e)
+            raise
+
+    def _score(self, rows, preds, out: Path, by_id, shares, run_id: str, max_workers: int,
+               timeout: int) -> dict[str, Any]:
+        from ..evaluation.harness import _summary
+
         calls = {}
         for nid, part in shares.items():
             node = self.nodes[nid]
