@@ -10,6 +10,8 @@ A recipe has these sections (``srl_agent/recipes/srl.yaml`` documents each key):
 - ``grpo`` / ``sft``: keyword arguments of TRL's ``GRPOConfig`` / ``SFTConfig``, passed through;
 - ``rlvr``: the RLVR stage (``srl_agent/train/rlvr.py``): tasks, tasks per step, ``grpo`` keys of its own,
   the rollout (style, token budgets, episode limits) and the sandbox pool's bound;
+- ``ray``: ``address`` (a Ray cluster for RLVR's episodes; null: the local engine) and ``max_sandboxes``
+  (per node; null: the ``docker`` resource the node declared);
 - ``pipeline``: the demo's settings (prepare budgets, split, scoring).
 
 Overrides are dotted keys (``grpo.learning_rate=1e-5``); only keys the user gave are touched, so a
@@ -30,7 +32,8 @@ from typing import Any
 
 import yaml
 
-SECTIONS = ("model", "seed", "reward", "dynamic_sampling", "prompts_per_step", "lora", "grpo", "sft", "rlvr", "pipeline")
+SECTIONS = ("model", "seed", "reward", "dynamic_sampling", "prompts_per_step", "lora", "grpo", "sft", "rlvr", "ray",
+            "pipeline")
 DEFAULT_LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
 
 
@@ -126,6 +129,8 @@ def _section_keys(path: tuple[str, ...]) -> tuple[list[str], str] | None:
         return _fields(StepConfig), "srl_agent.steps.StepConfig"
     if path == ("rlvr",):
         return ["tasks", "tasks_per_step", "max_sandboxes", "grpo", "rollout"], "srl_agent.train.rlvr"
+    if path == ("ray",):
+        return ["address", "max_sandboxes"], "srl_agent.engine.cluster (RLVR on a Ray cluster)"
     if path == ("rlvr", "rollout"):
         from .rollouts import RolloutConfig
 

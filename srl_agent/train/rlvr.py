@@ -26,6 +26,7 @@ from typing import Any
 
 from trl import GRPOTrainer
 
+from ..engine.records import ERROR
 from ..model_settings import episode_settings, save_callback, with_saved_prompt, write_settings
 from .common import TrainError, checkpoint_step, is_main_process, log_series, resolve_checkpoint
 from .recipe import grpo_config, lora_config, resolve_recipe
@@ -34,9 +35,15 @@ from .reward_log import JsonlRewardLog
 REWARD_LOG = "rewards.jsonl"
 
 
-def tests_resolved(prompts=None, completions=None, test_reward=None, **_: Any) -> list[float]:
-    """The reward TRL sees: the grade each episode's environment computed (1.0 resolved, else 0.0)."""
-    return [float(r) for r in test_reward]
+def tests_resolved(prompts=None, completions=None, test_reward=None, **_: Any) -> list[float | None]:
+    """The reward TRL sees: the grade each episode's environment computed (1.0 resolved, else 0.0), None
+    for an episode that ended in ``error``, which TRL leaves out of its group's baseline (advantage 0)."""
+    return [None if r is None else float(r) for r in test_reward]
+
+
+def episode_reward(record: dict[str, Any]) -> float | None:
+    """None for an episode whose sandbox, node or grading failed: no verdict on the policy, no signal."""
+    return None if record.get("status") == ERROR else float(record["reward"])
 
 
 def _rollout(prompts: list, trainer: RLVRTrainer) -> dict[str, Any]:
@@ -47,11 +54,11 @@ class RLVRTrainer(GRPOTrainer):
     """TRL's GRPO with episodes from ``srl_agent.train.rollouts`` and one log record per episode."""
 
     def __init__(self, *, rows: list[dict[str, Any]], rollout_config: Any, pool: Any, reward_log: Any = None,
-                 **kwargs: Any):
+                 runner: Any = None, **kwargs: Any):
         from .rollouts import ConversationTokens
 
         self.task_rows = {r["instance_id"]: r for r in rows}
-        self.rollout_config, self.pool, self.reward_log = rollout_config, pool, reward_log
+        self.rollout_config, self.pool, self.reward_log, self.runner = rollout_config, pool, reward_log, runner
         self.episodes_run = 0
         self._inputs: list[dict[str, Any]] = []
         self._records: list[dict[str, Any]] = []
@@ -77,11 +84,12 @@ class RLVRTrainer(GRPOTrainer):
         with unwrap_model_for_generation(self.model_wrapped, self.accelerator) as model:
             generate = TransformersGenerator(model, self.processing_class, self.tokens.stop_ids,
                                              temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
-            runs = run_rollouts(rows, generate, self.tokens, self.pool, cfg, Truncator(self.processing_class))
+            runs = run_rollouts(rows, generate, self.tokens, self.pool, cfg, Truncator(self.processing_class),
+                                runner=self.runner)
         self.episodes_run += len(runs)
         self._records = [r.record for r in runs]
         return {"prompt_ids": [r.prompt_ids for r in runs], "completion_ids": [r.completion_ids for r in runs],
-                "logprobs": None, "env_mask": [r.env_mask for r in runs], "test_reward": [r.reward for r in runs]}
+                "logprobs": None, "env_mask": [r.env_mask for r in runs], "test_reward": [episode_reward(r.record) for r in runs]}
 
     def _log(self, out: dict[str, Any]) -> None:
         if self.reward_log is None:
@@ -141,12 +149,15 @@ def train_rlvr(
     prune_images: bool = False,
     eval_scripts_from: str | Path | None = None,
     image_progress: bool = False,
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """RLVR from ``model`` on the task rows in ``tasks`` (swebench-5 JSONL; None: the bundled tasks).
 
     The final model lands in ``output_dir``; every episode's record in ``output_dir/rewards.jsonl`` (or
     ``reward_log``). ``client``: a docker client (default: from the environment, ``DOCKER_HOST``).
     Task images, ``pull``, ``prune_images``, ``eval_scripts_from``, ``image_progress``: as ``run_eval``'s.
+    ``ray_address`` (else the recipe's ``ray.address``): the episodes run on that Ray cluster's nodes
+    (``engine.cluster``), generation stays here; images are supplied here, then shipped.
     """
     from datasets import Dataset
 
@@ -188,18 +199,25 @@ def train_rlvr(
             for r in rows])
         if reward_log is None and is_main_process():
             reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
-        pool = SandboxPool(rlvr.get("max_sandboxes", 4), client=client, timeout=cfg.episode.command_timeout,
-                           labels=labels)
+        address = ray_address or (recipe.get("ray") or {}).get("address")
+        if address:
+            from ..engine.cluster import ClusterRunner
+
+            runner, pool = ClusterRunner(address, max_sandboxes=(recipe.get("ray") or {}).get("max_sandboxes"),
+                                         timeout=cfg.episode.command_timeout, labels=labels), None
+        else:
+            runner, pool = None, SandboxPool(rlvr.get("max_sandboxes", 4), client=client,
+                                             timeout=cfg.episode.command_timeout, labels=labels)
         try:
             trainer = RLVRTrainer(model=model_name, args=args, train_dataset=dataset, peft_config=lora_config(recipe),
-                                  rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log,
+                                  rows=rows, rollout_config=cfg, pool=pool, reward_log=reward_log, runner=runner,
                                   callbacks=[*(callbacks or []), save_callback(settings)])
             result = trainer.train(resume_from_checkpoint=checkpoint)
             trainer.save_model(str(output_dir))
             if is_main_process():
                 write_settings(output_dir, settings)
         finally:
-            pool.close()
+            (runner or pool).close()
             if hasattr(reward_log, "close"):
                 reward_log.close()
         summary = {
@@ -211,7 +229,8 @@ def train_rlvr(
             "resumed_from": checkpoint,
             "train_seconds": result.metrics.get("train_runtime", 0.0),
             "reward_mean": log_series(trainer, "reward"),
-            "pool": pool.stats.to_dict(),
+            "pool": pool.stats.to_dict() if pool is not None else None,
+            **({"ray": runner.summary()} if runner is not None else {}),
             "reward_log": str(output_dir / REWARD_LOG) if isinstance(reward_log, JsonlRewardLog) else None,
         }
     return {**summary, **supply.summary()}
@@ -222,4 +241,4 @@ def read_episodes(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["REWARD_LOG", "RLVRTrainer", "load_tasks", "read_episodes", "rlvr_recipe", "tests_resolved", "train_rlvr"]
+__all__ = ["REWARD_LOG", "RLVRTrainer", "episode_reward", "load_tasks", "read_episodes", "rlvr_recipe", "tests_resolved", "train_rlvr"]
