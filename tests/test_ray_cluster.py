@@ -104,6 +104,10 @@ def test_a_lost_actor_fails_only_its_own_episodes(cluster, rows):
     assert seen["inflight"] == 2 and len(errors) == 2, [(ep.instance_id, ep.error) for ep in errors]
     assert all(ep.container["node"] == name and ep.outcome == ERROR and ep.reward == 0.0 for ep in errors)
     assert all("lost" in ep.error for ep in errors)
+    # RLVR keeps them out of the advantage computation: no reward at all, not a 0 (TRL: advantage 0, no baseline).
+    from srl_agent.train.rlvr import episode_reward, tests_resolved
+
+    assert tests_resolved(test_reward=[episode_reward(ep.to_dict("rlvr")) for ep in errors]) == [None, None]
     others = [ep for ep in episodes if ep.exit_status != ERROR]
     assert [ep.outcome for ep in others] == [RESOLVED] * len(others)
     assert any(ep.container["node"] == name for ep in others)  # the recreated actor took episodes again
@@ -157,6 +161,21 @@ def test_rollouts_on_the_cluster_are_the_local_token_sequences(cluster, rows, do
                                                                           b.turns)
         assert (a.reward, a.record["status"], a.record["patch"]) == (b.reward, b.record["status"], b.record["patch"])
     assert len([n for n, count in per_node.items() if count]) == 2
+    _no_containers(cluster)
+
+
+def test_train_rlvr_gathers_its_episodes_from_the_cluster(cluster, tmp_path):
+    from srl_agent.train.rlvr import read_episodes, train_rlvr
+
+    out = tmp_path / "rlvr"
+    summary = train_rlvr(None, out, recipe="tiny", ray_address=cluster.address,
+                         overrides={"rlvr.grpo.max_steps": 1, "rlvr.rollout.max_new_tokens": 8,
+                                    "rlvr.rollout.episode.step_limit": 1})
+    records = read_episodes(out / "rewards.jsonl")
+    assert summary["steps"] == 1 and summary["episodes"] == len(records) == 4  # 2 tasks x 2 generations
+    assert summary["pool"] is None and summary["ray"]["nodes"] == 2
+    assert sum(summary["ray"]["episodes_per_node"].values()) == 4
+    assert all(r["kind"] == "rlvr" and r["advantage"] is not None and r["status"] != "error" for r in records)
     _no_containers(cluster)
 
 
