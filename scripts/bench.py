@@ -7,6 +7,7 @@ the same run, so figures compare across machines as ratios.
     python scripts/bench.py sandbox [--image IMAGE] [--runs N] [--exec-runs N] [--resets N]
     python scripts/bench.py agent [--tasks N] [--max-new-tokens N]
     python scripts/bench.py train [--steps N] [--warmup-steps N]
+    python scripts/bench.py ray [--tasks N] [--rounds N] [--slots N]
 """
 
 from __future__ import annotations
@@ -491,6 +492,121 @@ def bench_replay(args) -> dict:
     }
 
 
+def bench_ray(args) -> dict:
+    """Episodes on a real Ray cluster on this machine (tests/cluster.py: nodes on loopback in a network
+    namespace, each with its own dockerd): episodes per second with one node vs two, and the per-episode
+    overhead Ray adds over the local engine (one episode at a time on each, warm pools primed by one
+    round), all in the same run; and what a task image costs to reach a node that lacks it (built there,
+    the whole ``docker save | docker load``, or only the layers the node lacks, which the runner ships).
+    Each episode applies its task's gold patch and submits, so each is graded on a full test run."""
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    import docker
+
+    from srl_agent.engine import EpisodeConfig, SandboxEnvironment, SandboxPool, run_episodes
+    from srl_agent.engine.cluster import ClusterRunner
+    from srl_agent.images import BASE_IMAGE, build_images
+    from srl_agent.tasks import load_dataset
+    from tests.cluster import LocalCluster, gold_driver, problem
+
+    why = problem()
+    if why:
+        raise SystemExit(f"bench ray: {why}")
+    rows = load_dataset()[: args.tasks]
+    build_images([r["instance_id"] for r in rows], progress=False)
+    labels = {"srl-agent.bench": uuid.uuid4().hex[:8]}
+    config = EpisodeConfig(step_limit=5)
+    timed = rows * args.rounds
+    out: dict = {"bench": "ray", "tasks": len(rows), "episodes_timed": len(timed), "slots_per_node": args.slots,
+                 "same_machine": True}
+    start = time.perf_counter()
+    cluster = LocalCluster(nodes=2, slots=args.slots, images=sorted({r["image"] for r in rows}))
+    cluster.start()
+    try:
+        cluster.enter()
+        out["cluster_start_s"] = round(time.perf_counter() - start, 2)
+        head, worker = cluster.node_ids()
+
+        def check(episodes):
+            if any(ep.outcome != "resolved" for ep in episodes):
+                raise SystemExit(f"a gold episode did not resolve: {[(ep.instance_id, ep.outcome, ep.error) for ep in episodes]}")
+            return episodes
+
+        def walls(run):  # seconds per episode of each call, after a priming call
+            check(run(rows))
+            t = time.perf_counter()
+            check(run(timed))
+            return (time.perf_counter() - t) / len(timed)
+
+        # The local baseline drives the head node's own engine directly: the same dockerd, only Ray taken away.
+        engine = cluster.client(0)
+        with SandboxPool(1, client=engine, labels=labels) as pool:
+            local_seq = walls(lambda rs: run_episodes(rs, gold_driver(rs), lambda: SandboxEnvironment(pool, config),
+                                                      config, batch_size=1))
+        engine.close()
+        with ClusterRunner(cluster.address, nodes=[head], max_sandboxes=1, labels=labels) as runner:
+            ray_seq = walls(lambda rs: runner.run(rs, gold_driver(rs), config))
+            actor = runner.actor(head)
+            pings = []
+            for _ in range(50):
+                t = time.perf_counter()
+                runner.ray.get(actor.ping.remote())
+                pings.append(time.perf_counter() - t)
+            out["ray_actor_call_round_trip_ms"] = round(sorted(pings)[len(pings) // 2] * 1000, 2)
+        per_node = {}
+        for name, nodes in (("one_node", [head]), ("two_nodes", [head, worker])):
+            with ClusterRunner(cluster.address, nodes=nodes, labels=labels) as runner:
+                per_node[name] = walls(lambda rs, runner=runner: runner.run(rs, gold_driver(rs), config))
+                out[f"{name}_episodes_per_node"] = runner.summary()["episodes_per_node"]
+        out.update({
+            "local_one_at_a_time_episode_s": round(local_seq, 3),
+            "ray_one_at_a_time_episode_s": round(ray_seq, 3),
+            "ray_overhead_per_episode_s": round(ray_seq - local_seq, 3),
+            "ray_overhead_ratio": round(ray_seq / local_seq, 3),
+            "one_node_episodes_per_s": round(1 / per_node["one_node"], 3),
+            "two_nodes_episodes_per_s": round(1 / per_node["two_nodes"], 3),
+            "two_nodes_speedup": round(per_node["one_node"] / per_node["two_nodes"], 2),
+        })
+        # One task image to a node that lacks it (the base image's layers it has), three ways.
+        image, iid = rows[0]["image"], rows[0]["instance_id"]
+        node = cluster.client(1)
+        try:
+            cluster.load_images([BASE_IMAGE], nodes=[1])  # the tag a build there starts FROM (its layers are there)
+            costs = {}
+            node.images.remove(image)
+            t = time.perf_counter()
+            build_images([iid], client=node, progress=False)
+            costs["build_on_node_s"] = time.perf_counter() - t
+            node.images.remove(image)
+            t = time.perf_counter()
+            saved = subprocess.run(["docker", "save", image], check=True, capture_output=True).stdout
+            node.images.load(saved)
+            costs["full_save_load_s"], costs["full_bytes"] = time.perf_counter() - t, len(saved)
+            node.images.remove(image)
+            with ClusterRunner(cluster.address, nodes=[worker], labels=labels) as runner:
+                t = time.perf_counter()
+                runner._ensure_images(runner.nodes[worker], {image})
+                costs["delta_save_load_s"] = time.perf_counter() - t
+                costs["delta_bytes"] = runner.shipped[0]["bytes"]
+                costs["delta_layers_skipped"] = runner.shipped[0]["layers_skipped"]
+                costs["delta_export_s"] = runner.shipped[0]["export_seconds"]  # docker save here (once per run)
+                costs["delta_load_s"] = runner.ray.get(runner.actor(worker).state.remote())["loaded"][0]["load_seconds"]
+        finally:
+            node.close()
+        out.update({f"image_{k}": round(v, 3) if isinstance(v, float) else v for k, v in costs.items()})
+        out["image_delta_over_full_bytes"] = round(costs["delta_bytes"] / costs["full_bytes"], 5)
+        out["image_full_over_delta_s_ratio"] = round(costs["full_save_load_s"] / costs["delta_save_load_s"], 2)
+    finally:
+        cluster.stop()
+        main = docker.from_env()
+        for c in main.containers.list(all=True, filters={"label": f"srl-agent.bench={labels['srl-agent.bench']}"}):
+            c.remove(force=True)
+        main.close()
+    out["target_ray_overhead_per_episode_s"] = 0.5
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -525,6 +641,12 @@ def main() -> None:
     p.add_argument("--dataset", default=str(ROOT.parent / "shared" / "swebench" / "rows.jsonl"))
     p.add_argument("--batch-size", type=int, default=1, help="episodes side by side (default: 1, as the baseline)")
     p.set_defaults(fn=bench_replay)
+    p = sub.add_parser("ray", help="episodes per second on a real two-node Ray cluster (one node vs two), Ray's "
+                       "per-episode overhead over the local engine, and a task image's cost to reach a node")
+    p.add_argument("--tasks", type=int, default=4, help="bundled tasks (default: 4)")
+    p.add_argument("--rounds", type=int, default=2, help="timed episodes per task and configuration (default: 2)")
+    p.add_argument("--slots", type=int, default=2, help="sandboxes per node (default: 2)")
+    p.set_defaults(fn=bench_ray)
     args = parser.parse_args()
     print(json.dumps(args.fn(args)))
 
