@@ -179,6 +179,44 @@ def test_train_rlvr_gathers_its_episodes_from_the_cluster(cluster, tmp_path):
     _no_containers(cluster)
 
 
+def test_replay_on_the_cluster_reports_as_locally(cluster, rows):
+    """Replay's episodes (bundled expert trajectories: snapshots, step diffs, the pristine grade) run on the
+    nodes as ``replay.replay`` runs them here, fresh containers as there."""
+    from srl_agent.engine import EpisodeConfig
+    from srl_agent.engine.cluster import ClusterRunner
+    from srl_agent.readers import read_file
+    from srl_agent.replay import ScriptedDriver, replay, report_of, script_of, trajectory_path
+
+    some = rows[:4]
+    trajs = [read_file(trajectory_path(r["instance_id"]))[0] for r in some]
+    local = replay(trajs, some, timeout=120, batch_size=2)
+    scripts = [script_of(t) for t in trajs]
+    config = EpisodeConfig(step_limit=max(len(s.calls) for s in scripts), command_timeout=120)
+    with ClusterRunner(cluster.address, warm=False) as runner:
+        episodes = runner.run(some, ScriptedDriver(scripts), config, environment={"snapshots": True, "step_diffs": True})
+        per_node = runner.summary()["episodes_per_node"]
+    for traj, (report, ep), remote in zip(trajs, local, episodes, strict=True):
+        assert report_of(traj, remote).to_dict() == report.to_dict()
+        assert [(s.snapshot, s.diff) for s in remote.steps] == [(s.snapshot, s.diff) for s in ep.steps]
+    assert all(per_node.values()) and len(per_node) == 2
+    _no_containers(cluster)
+
+
+def test_agent_evaluation_generates_here_and_acts_on_the_nodes(cluster, rows, tmp_path):
+    """A model driver stays in this process: the tiny model answers every node's turns through the relay."""
+    from srl_agent.agent import AgentConfig
+    from srl_agent.evaluation.run import run_eval
+
+    ids = [r["instance_id"] for r in rows[:4]]
+    summary = run_eval(None, mode="agent", output_dir=tmp_path, instance_ids=ids, do_score=False,
+                       agent_config=AgentConfig(step_limit=2, max_new_tokens=16, batch_size=4),
+                       ray_address=cluster.address)
+    assert summary["submitted"] == 4 and sorted(p.stem for p in (tmp_path / "trajs").iterdir()) == sorted(ids)
+    assert summary["ray"]["nodes"] == 2 and sum(summary["ray"]["episodes_per_node"].values()) == 4
+    assert not summary["ray"]["errors_per_node"]  # every turn was answered
+    _no_containers(cluster)
+
+
 def test_a_node_without_the_image_gets_the_layers_it_lacks(cluster, rows):
     from srl_agent.engine import RESOLVED
     from srl_agent.engine.cluster import ClusterRunner
