@@ -273,3 +273,33 @@ def test_sigterm_of_the_driver_leaves_no_container_on_any_node(cluster):
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "not interrupted" not in out
     _no_containers(cluster)
+
+
+def test_a_dead_engine_fails_only_its_own_episodes_and_its_node_is_left_out(cluster, rows):
+    """Last in this module: it stops node 1's dockerd for good."""
+    from srl_agent.engine import ERROR, RESOLVED, EpisodeConfig
+    from srl_agent.engine.cluster import ClusterRunner
+
+    victim = cluster.node_ids()[1]
+    with ClusterRunner(cluster.address) as runner:
+        name = runner.nodes[victim].name
+
+        def stop_engine_while_busy():
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and len([c for c in cluster.containers(1) if c.status == "running"]) < 2:
+                time.sleep(0.2)
+            time.sleep(2)
+            cluster.dockerds[1].terminate()
+
+        stopper = threading.Thread(target=stop_engine_while_busy)
+        stopper.start()
+        episodes = runner.run(rows, gold_driver(rows, wait=20), EpisodeConfig(step_limit=5))
+        stopper.join()
+        summary = runner.summary()
+    errors = [ep for ep in episodes if ep.exit_status == ERROR]
+    assert len(errors) == 2 and all(ep.container["node"] == name and ep.reward == 0.0 for ep in errors)
+    others = [ep for ep in episodes if ep.exit_status != ERROR]
+    assert [ep.outcome for ep in others] == [RESOLVED] * len(others) and len(others) == len(rows) - 2
+    assert all(ep.container["node"] != name for ep in others)
+    assert summary["nodes"] == 1 and summary["per_node"][name]["lost"] == "its Docker engine does not answer"
+    assert cluster.containers(0) == []
