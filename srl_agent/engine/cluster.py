@@ -610,8 +610,10 @@ class ClusterRunner:
                     continue
                 relayed = 0 if ships else len(inflight)
                 served = self._serve(driver, relayed) if relayed else 0
-                ready, _ = self.ray.wait(list(inflight), num_returns=len(inflight),
-                                         timeout=0 if served or relayed else 0.5)
+                refs = list(inflight)
+                ready, _ = self.ray.wait(refs, num_returns=1, timeout=0 if served or relayed else 0.5)
+                if ready:  # and whatever else is done by now, without waiting for the rest
+                    ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
                 for ref in ready:
                     i, node, generation, key = inflight.pop(ref)
                     out[i] = self._finished(rows[i], ref, node, generation, key)
