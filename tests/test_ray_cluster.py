@@ -227,7 +227,10 @@ def test_a_node_without_the_image_gets_the_layers_it_lacks(cluster, rows):
         engine.images.remove(row["image"])
         with ClusterRunner(cluster.address, nodes=[cluster.node_ids()[1]]) as runner:
             [episode] = runner.run([row], gold_driver([row]))
-            shipped = runner.shipped
+            shipped = list(runner.shipped)
+            ghost = {**row, "instance_id": "ghost", "image": "srl-agent/task.ghost:missing"}
+            [lost] = runner.run([ghost], gold_driver([ghost]))
+        assert lost.exit_status == lost.outcome == "error" and "is on no engine in reach" in lost.error
         assert episode.outcome == RESOLVED
         assert [s["image"] for s in shipped] == [row["image"]]
         # The base image's layers are on the node already: only the task's own travel (a few MB, not ~250).

@@ -596,7 +596,15 @@ class ClusterRunner:
                     key_image = (rows[i]["image"], rows[i].get("base_commit") or None)
                     if node.warm.get(key_image, 0) > 0:
                         node.warm[key_image] -= 1
-                    blob = self._image_for(node, rows[i]["image"]) if rows[i]["image"] not in node.images else None
+                    blob = None
+                    if rows[i]["image"] not in node.images:
+                        blob = self._image_for(node, rows[i]["image"])
+                        if blob is None:
+                            self._shadows.pop(key, None)
+                            out[i] = _error_record(rows[i], f"image {rows[i]['image']} is on no engine in reach (not "
+                                                   "here, not on any node)", node.name, shadow.memo)
+                            done += 1
+                            continue
                     ref = node.handle.run_episode.remote(rows[i], spec, config, style, environment, blob)
                     node.inflight += 1
                     inflight[ref] = (i, node, node.generation, key)
@@ -649,6 +657,9 @@ class ClusterRunner:
             episode = _error_record(row, f"node {node.name} lost: {type(e).__name__}", node.name, memo)
             self._recover(node, generation, type(e).__name__)
         episode.container["node"] = node.name
+        if (episode.error or "").startswith("image:"):  # the load failed: a whole archive next time
+            node.images.discard(row["image"])
+            node.delta = False
         node.episodes += 1
         if episode.exit_status == ERROR:
             node.errors += 1
