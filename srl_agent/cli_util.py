@@ -87,6 +87,11 @@ EVAL_SCRIPTS_FROM = typer.Option(None, "--eval-scripts-from", help="A swebench-5
                                  "SWE-bench/SWE-bench_Verified, or rows file) that gives older-format rows "
                                  "(princeton-nlp/SWE-bench*) their eval_script, image, log_parser and eval_type, "
                                  "by instance id.")
+# Where the episodes run (eval, train rlvr, replay): srl_agent.engine.cluster.
+RAY = typer.Option(None, "--ray", help="Run the episodes (and the harness) on a Ray cluster: its address (HOST:6379, "
+                   "ray://HOST:10001) or 'auto'. Every node started with --resources '{\"docker\": N}' runs up to N "
+                   "sandboxes on its own Docker engine (its DOCKER_HOST). Without it everything runs on the local "
+                   "engine.")
 
 
 def instance_ids(values: Iterable[str] | None) -> list[str] | None:

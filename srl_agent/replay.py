@@ -239,12 +239,18 @@ def replay(
     timeout: float = 120,
     batch_size: int = 2,
     progress: Any = None,
+    runner: Any = None,
 ) -> list[tuple[ReplayReport, EpisodeRecord]]:
-    """Run each trajectory's actions in a fresh sandbox of its row (same order); each graded episode."""
+    """Run each trajectory's actions in a fresh sandbox of its row (same order); each graded episode. With
+    ``runner`` (an ``engine.cluster.ClusterRunner``) the episodes run on a Ray cluster's engines instead."""
     scripts = [script_of(traj) for traj in trajectories]
     if len(scripts) != len(task_rows):
         raise ValueError(f"{len(scripts)} trajectories for {len(task_rows)} rows")
     config = EpisodeConfig(step_limit=max([len(s.calls) for s in scripts] + [1]), command_timeout=timeout)
+    if runner is not None:
+        episodes = runner.run(task_rows, ScriptedDriver(scripts), config, progress=progress,
+                              environment={"snapshots": True, "step_diffs": True})
+        return [(report_of(traj, ep), ep) for traj, ep in zip(trajectories, episodes, strict=True)]
     with SandboxPool(batch_size, warm=False, client=client, timeout=timeout) as pool:
         episodes = run_episodes(task_rows, ScriptedDriver(scripts),
                                 lambda: SandboxEnvironment(pool, config, snapshots=True, step_diffs=True), config,
@@ -309,14 +315,14 @@ class ReplayRun:
     reports: list[ReplayReport]
     replayed: list[Trajectory]
     read: ReadReport
-    images: dict[str, list[str]] = field(default_factory=dict)  # images pulled and pruned
+    extra: dict[str, Any] = field(default_factory=dict)  # images pulled and pruned; the cluster ("ray")
 
     def summary(self) -> dict[str, Any]:
         skipped = {k: v for k, v in self.read.skipped.items() if k != NOT_A_TRAJECTORY}
         return {"tasks": [r.summary() for r in self.reports], "total": len(self.reports),
                 "resolved": sum(r.resolved for r in self.reports), "agree": sum(r.agrees for r in self.reports),
                 "skipped": sum(skipped.values()), "skipped_by_reason": skipped,
-                "problems": list(self.read.errors), **self.images}
+                "problems": list(self.read.errors), **self.extra}
 
 
 def _select(trajectories: list[Trajectory], instance_ids: list[str] | None, where: str) -> list[Trajectory]:
@@ -337,6 +343,7 @@ def replay_trajectories(
     pull: str = "missing",
     prune_images: bool = False,
     eval_scripts_from: str | Path | None = None,
+    ray_address: str | None = None,
     record_observations: bool = False,
     client: Any = None,
     batch_size: int = 2,
@@ -346,8 +353,9 @@ def replay_trajectories(
     """Replay trajectories (files, folders, hub names; the bundled ones when ``inputs`` is empty) against
     the rows of ``dataset`` (the bundled pack when None; older rows completed from ``eval_scripts_from``),
     each in its row's image, pulled as ``pull`` says (missing, never, always) and, with ``prune_images``,
-    removed again at the end if this run pulled it. ``record_observations`` writes the regenerated
-    observations and snapshots back into bundled trajectory files."""
+    removed again at the end if this run pulled it; with ``ray_address`` on that Ray cluster's nodes
+    (``engine.cluster``). ``record_observations`` writes the regenerated observations and snapshots back
+    into bundled trajectory files."""
     from .evaluation.data import load_rows
     from .image_supply import ImageSupply
 
@@ -366,17 +374,27 @@ def replay_trajectories(
     task_rows = [rows[t.instance_id] for t in matched]
     if not task_rows:
         return ReplayRun([], [], read)
-    reports, replayed = [], []
+    reports, replayed, cluster = [], [], {}
     with ImageSupply(client, pull=pull, prune=prune_images, progress=progress is not None) as images:
         images.ensure(_unique(task_rows), bundled=dataset is None)
-        done = replay(matched, task_rows, client=images.client, batch_size=batch_size, timeout=timeout,
-                      progress=progress)
+        runner = None
+        try:
+            if ray_address:
+                from .engine.cluster import ClusterRunner
+
+                runner = ClusterRunner(ray_address, warm=False, timeout=timeout)  # fresh containers, as locally
+            done = replay(matched, task_rows, client=images.client, batch_size=batch_size, timeout=timeout,
+                          progress=progress, runner=runner)
+        finally:
+            if runner is not None:
+                cluster = {"ray": runner.summary()}
+                runner.close()
     for traj, (report, episode) in zip(matched, done, strict=True):
         if record_observations:
             record(_source_file(traj.source), episode, report)
         reports.append(report)
         replayed.append(verified(traj, report, episode))
-    return ReplayRun(reports, replayed, read, images.summary())
+    return ReplayRun(reports, replayed, read, {**images.summary(), **cluster})
 
 
 def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_util import EVAL_SCRIPTS_FROM, INSTANCE_HELP, PRUNE_IMAGES, PULL, bad_input_exits, emit, fail, instance_ids
+from .cli_util import (
+    EVAL_SCRIPTS_FROM,
+    INSTANCE_HELP,
+    PRUNE_IMAGES,
+    PULL,
+    RAY,
+    bad_input_exits,
+    emit,
+    fail,
+    instance_ids,
+)
 
 console = Console(stderr=True)
 SHOWN_PROBLEMS = 5
@@ -42,6 +52,7 @@ def replay_command(
     pull: str = PULL,
     prune_images: bool = PRUNE_IMAGES,
     eval_scripts_from: str | None = EVAL_SCRIPTS_FROM,
+    ray_address: str | None = RAY,
     batch_size: int = typer.Option(2, help="Trajectories replayed side by side."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
 ) -> None:
@@ -56,9 +67,13 @@ def replay_command(
     if record and (inputs and folder is None or dataset):
         fail("--record writes into the bundled trajectory files; it takes no other trajectories or dataset")
     progress = None if as_json else lambda n, total: console.print(f"replayed {n}/{total}")
-    run = replay_trajectories(inputs or None, dataset=dataset, instance_ids=ids, pull=pull, prune_images=prune_images,
-                              eval_scripts_from=eval_scripts_from, record_observations=record, batch_size=batch_size,
-                              progress=progress)
+    try:
+        run = replay_trajectories(inputs or None, dataset=dataset, instance_ids=ids, pull=pull,
+                                  prune_images=prune_images, eval_scripts_from=eval_scripts_from,
+                                  ray_address=ray_address, record_observations=record, batch_size=batch_size,
+                                  progress=progress)
+    except RuntimeError as e:  # no cluster answers, an engine that failed: the run could not go on
+        fail(str(e), code=1)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps([r.to_dict() for r in run.reports], indent=1), encoding="utf-8")
     summary = {**run.summary(), "report": str(report)}

@@ -8,6 +8,8 @@ rollouts' token sequences.
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +34,8 @@ def rows():
 @pytest.fixture(scope="module")
 def cluster(images, docker_client, rows):
     why = problem()
+    if why and os.environ.get("SRL_REQUIRE_DOCKER"):  # CI: the machine can run it, so not running it fails
+        pytest.fail(why, pytrace=False)
     if why:
         pytest.skip(why)
     c = LocalCluster(nodes=2, slots=2, images=sorted({r["image"] for r in rows}))
@@ -115,11 +119,20 @@ def test_a_lost_actor_fails_only_its_own_episodes(cluster, rows):
     _no_containers(cluster)  # the lost actor's containers too: its successor removed them
 
 
+def cli(cluster, *args) -> dict:
+    """The srl-agent command in the cluster's namespace (where its address is reachable); its --json summary."""
+    done = subprocess.run([*cluster.nsenter, sys.executable, "-m", "srl_agent.cli", *map(str, args), "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_gold_evaluation_on_the_cluster_scores_as_the_local_harness(cluster, rows, tmp_path):
+    """`srl-agent eval --gold --ray ADDRESS` against the same evaluation on the local engine."""
     from srl_agent.evaluation.run import run_eval
 
     local = run_eval(gold=True, output_dir=tmp_path / "local")
-    remote = run_eval(gold=True, output_dir=tmp_path / "ray", ray_address=cluster.address)
+    remote = cli(cluster, "eval", "--gold", "--ray", cluster.address, "-o", tmp_path / "ray")
 
     def statuses(summary):
         return [(i["instance_id"], i["status"], i.get("FAIL_TO_PASS"), i.get("PASS_TO_PASS"))
@@ -199,6 +212,14 @@ def test_replay_on_the_cluster_reports_as_locally(cluster, rows):
         assert report_of(traj, remote).to_dict() == report.to_dict()
         assert [(s.snapshot, s.diff) for s in remote.steps] == [(s.snapshot, s.diff) for s in ep.steps]
     assert all(per_node.values()) and len(per_node) == 2
+    _no_containers(cluster)
+
+
+def test_cli_replay_on_the_cluster_agrees_with_the_recorded_outcomes(cluster, rows, tmp_path):
+    summary = cli(cluster, "replay", "--all", "--ray", cluster.address, "--report", tmp_path / "report.json")
+    assert summary["total"] == summary["agree"] == summary["resolved"] == len(rows)
+    assert summary["ray"]["nodes"] == 2 and sum(summary["ray"]["episodes_per_node"].values()) == len(rows)
+    assert all(summary["ray"]["episodes_per_node"].values())
     _no_containers(cluster)
 
 
@@ -306,3 +327,19 @@ def test_a_dead_engine_fails_only_its_own_episodes_and_its_node_is_left_out(clus
     assert all(ep.container["node"] != name for ep in others)
     assert summary["nodes"] == 1 and summary["per_node"][name]["lost"] == "its Docker engine does not answer"
     assert cluster.containers(0) == []
+
+
+@pytest.mark.parametrize("command", [["replay", "--all"], ["eval", "--gold"], ["train", "rlvr", "--recipe", "tiny"]],
+                         ids=["replay", "eval", "rlvr"])
+def test_a_ray_address_where_nothing_answers_is_one_error_line(command, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = ["-o", str(tmp_path / "out")] if command[0] != "replay" else ["--report", str(tmp_path / "r.json")]
+    done = subprocess.run([sys.executable, "-m", "srl_agent.cli", *command, *out, "--ray", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: --ray 127.0.0.1:") and "no Ray cluster answers" in line

@@ -50,9 +50,6 @@ from .records import ERROR, EpisodeConfig, EpisodeRecord
 RESOURCE = "docker"  # the custom resource a node declares to run sandboxes; its amount is its slot count
 NAMESPACE = "srl-agent"
 CLUSTER_LABEL = "srl-agent.cluster"  # "<run id>.<node id>": one actor's containers, found again after it is lost
-RAY_HELP = ("Run the episodes (and the harness) on a Ray cluster: its address (HOST:6379, ray://HOST:10001) or "
-            "'auto'. Every node started with --resources '{\"docker\": N}' runs up to N sandboxes on its own "
-            "Docker engine (its DOCKER_HOST). Without it everything runs on the local engine.")
 ACTOR_START_SECONDS = 120.0  # a new actor that does not answer within this is taken as a lost node
 
 
@@ -64,15 +61,35 @@ def require_ray() -> Any:
     return ray
 
 
+class ClusterUnavailable(ValueError):
+    """No Ray cluster at the address given (bad input, as a hub that does not answer is)."""
+
+
+def _answers(address: str | None, seconds: float = 5.0) -> None:
+    """A named head that does not accept a connection fails here, in seconds: ``ray.init`` would retry
+    for minutes."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except (OSError, ValueError) as e:
+        raise ClusterUnavailable(f"--ray {address}: no Ray cluster answers there ({type(e).__name__}: {e})") from None
+
+
 def connect(address: str | None) -> Any:
     """``ray.init`` once per process (a caller that connected already keeps its connection)."""
     import signal
 
     ray = require_ray()
     if not ray.is_initialized():
+        _answers(address)
         main = threading.current_thread() is threading.main_thread()
         before = signal.getsignal(signal.SIGTERM) if main else None
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        except ConnectionError as e:  # 'auto' with no cluster started on this machine
+            raise ClusterUnavailable(f"--ray {address}: {e}") from None
         if callable(before):  # ray.init replaces SIGTERM's handler; srl_agent.signals' must stay (exit 143)
             signal.signal(signal.SIGTERM, before)
     return ray

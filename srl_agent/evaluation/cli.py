@@ -17,6 +17,7 @@ from ..cli_util import (
     INSTANCE_HELP,
     PRUNE_IMAGES,
     PULL,
+    RAY,
     bad_input_exits,
     check_choice,
     emit,
@@ -43,6 +44,7 @@ def eval_command(
     eval_scripts_from: str | None = EVAL_SCRIPTS_FROM,
     pull: str = PULL,
     prune_images: bool = PRUNE_IMAGES,
+    ray_address: str | None = RAY,
     step_limit: int = typer.Option(30, "--step-limit", help="Most actions per agent episode."),
     format_error_limit: int = typer.Option(3, "--format-error-limit", help="Consecutive malformed completions that end an episode."),
     max_new_tokens: int = typer.Option(1024, "--max-new-tokens", help="Tokens per completion."),
@@ -106,7 +108,7 @@ def eval_command(
                                agent_config=config, exact_budgets=prompt.exact_budgets, do_score=not no_score,
                                max_workers=max_workers, run_id=run_id, strict=strict,
                                progress=progress, pull=pull, prune_images=prune_images,
-                               eval_scripts_from=eval_scripts_from,
+                               eval_scripts_from=eval_scripts_from, ray_address=ray_address,
                                image_progress=console if status is not None else False)  # nests under the spinner
         except (ScoringError, RuntimeError) as e:
             fail(str(e), code=1)

@@ -20,6 +20,7 @@ from ..cli_util import (
     INSTANCE_HELP,
     PRUNE_IMAGES,
     PULL,
+    RAY,
     emit,
     fail,
     instance_ids,
@@ -138,6 +139,7 @@ def rlvr(
     tasks: Path | None = typer.Option(None, "--tasks", help="Task rows, swebench-5 JSONL (default: the bundled tasks)."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run folder: final model, checkpoints, rewards.jsonl."),
     eval_scripts_from: str | None = EVAL_SCRIPTS_FROM, pull: str = PULL, prune_images: bool = PRUNE_IMAGES,
+    ray_address: str | None = RAY,
     model: str | None = _MODEL, recipe: str = _RECIPE, sets: list[str] = _SET,
     instances: list[str] = typer.Option(None, "--instance", help=INSTANCE_HELP),
     old_instances: list[str] = typer.Option(None, "--instance-id", hidden=True),  # the older spelling
@@ -160,7 +162,7 @@ def rlvr(
     overrides = _overrides(sets, "rlvr.grpo", flags)
     ids = instance_ids([*(instances or []), *(old_instances or [])])
     for key, value in (("rlvr.tasks", ids), ("rlvr.max_sandboxes", max_sandboxes),
-                       ("rlvr.rollout.episode.step_limit", step_limit)):
+                       ("rlvr.rollout.episode.step_limit", step_limit), ("ray.address", ray_address)):
         if value is not None:
             overrides[key] = value
     summary = _run(train_rlvr, tasks=tasks, output_dir=output_dir, model=model, recipe=recipe, overrides=overrides,

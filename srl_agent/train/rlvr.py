@@ -180,6 +180,11 @@ def train_rlvr(
     supply = ImageSupply(client, pull=pull, prune=prune_images, progress=image_progress)
     with supply:  # released last: pruning waits until the pool below has removed its sandboxes
         supply.ensure(rows, bundled=tasks is None)  # before any model work: a missing image stops the run here
+        address = ray_address or (recipe.get("ray") or {}).get("address")
+        if address:  # and a cluster that does not answer, too
+            from ..engine.cluster import connect
+
+            connect(address)
         stage = rlvr_recipe(recipe)
         model_name = resolve_model(model or recipe.get("model"))
         output_dir = Path(output_dir)
@@ -199,7 +204,6 @@ def train_rlvr(
             for r in rows])
         if reward_log is None and is_main_process():
             reward_log = JsonlRewardLog(output_dir / REWARD_LOG, keep_before_step=checkpoint_step(checkpoint))
-        address = ray_address or (recipe.get("ray") or {}).get("address")
         if address:
             from ..engine.cluster import ClusterRunner
 
