@@ -80,10 +80,29 @@ def test_episodes_land_on_both_engines_and_grade_as_on_one(cluster, rows, docker
     _no_containers(cluster)
 
 
+def _run_with_fault(cluster, runner, rows, fault) -> list:
+    """The gold episodes (each waiting 20 s before its patch), with ``fault()`` once node 1 runs two of them."""
+    from srl_agent.engine import EpisodeConfig
+
+    def when_busy():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len([c for c in cluster.containers(1) if c.status == "running"]) < 2:
+            time.sleep(0.2)
+        time.sleep(2)  # both of its episodes are in their 20 s wait now
+        fault()
+
+    thread = threading.Thread(target=when_busy)
+    thread.start()
+    try:
+        return runner.run(rows, gold_driver(rows, wait=20), EpisodeConfig(step_limit=5))
+    finally:
+        thread.join()
+
+
 def test_a_lost_actor_fails_only_its_own_episodes(cluster, rows):
     import ray
 
-    from srl_agent.engine import ERROR, RESOLVED, EpisodeConfig
+    from srl_agent.engine import ERROR, RESOLVED
     from srl_agent.engine.cluster import ClusterRunner
 
     victim = cluster.node_ids()[1]  # the worker node: engine 1
@@ -91,18 +110,11 @@ def test_a_lost_actor_fails_only_its_own_episodes(cluster, rows):
         name = runner.nodes[victim].name
         seen: dict = {}
 
-        def kill_while_busy():
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline and len([c for c in cluster.containers(1) if c.status == "running"]) < 2:
-                time.sleep(0.2)
-            time.sleep(2)  # both of its episodes are in their 20 s wait now
+        def kill():
             seen["inflight"] = runner.nodes[victim].inflight
             ray.kill(runner.actor(victim))
 
-        killer = threading.Thread(target=kill_while_busy)
-        killer.start()
-        episodes = runner.run(rows, gold_driver(rows, wait=20), EpisodeConfig(step_limit=5))
-        killer.join()
+        episodes = _run_with_fault(cluster, runner, rows, kill)
         summary = runner.summary()
     errors = [ep for ep in episodes if ep.exit_status == ERROR]
     assert seen["inflight"] == 2 and len(errors) == 2, [(ep.instance_id, ep.error) for ep in errors]
@@ -301,24 +313,14 @@ def test_sigterm_of_the_driver_leaves_no_container_on_any_node(cluster):
 
 def test_a_dead_engine_fails_only_its_own_episodes_and_its_node_is_left_out(cluster, rows):
     """Last in this module: it stops node 1's dockerd for good."""
-    from srl_agent.engine import ERROR, RESOLVED, EpisodeConfig
+    from srl_agent.engine import ERROR, RESOLVED
     from srl_agent.engine.cluster import ClusterRunner
 
     victim = cluster.node_ids()[1]
     with ClusterRunner(cluster.address) as runner:
         name = runner.nodes[victim].name
 
-        def stop_engine_while_busy():
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline and len([c for c in cluster.containers(1) if c.status == "running"]) < 2:
-                time.sleep(0.2)
-            time.sleep(2)
-            cluster.dockerds[1].terminate()
-
-        stopper = threading.Thread(target=stop_engine_while_busy)
-        stopper.start()
-        episodes = runner.run(rows, gold_driver(rows, wait=20), EpisodeConfig(step_limit=5))
-        stopper.join()
+        episodes = _run_with_fault(cluster, runner, rows, cluster.dockerds[1].terminate)
         summary = runner.summary()
     errors = [ep for ep in episodes if ep.exit_status == ERROR]
     assert len(errors) == 2 and all(ep.container["node"] == name and ep.reward == 0.0 for ep in errors)
