@@ -24,6 +24,7 @@ from typing import Any
 from ..prompts import ISSUE_TEMPLATE
 from ..sandbox import DiskBudgetExceeded
 from ..schema import EDITOR_COMMANDS, ToolCall
+from ..tools import SESSION, Tools
 from .pool import SandboxPool
 from .records import (
     BROKEN,
@@ -56,7 +57,7 @@ class SandboxEnvironment:
     driver, overrides it (replay keeps each source harness's)."""
 
     def __init__(self, pool: SandboxPool, config: EpisodeConfig | None = None, *, grade: bool = True,
-                 snapshots: bool = False, step_diffs: bool = False, shell: str = "session"):
+                 snapshots: bool = False, step_diffs: bool = False, shell: str = SESSION):
         self.pool, self.config = pool, config or EpisodeConfig()
         self.grade, self.snapshots, self.step_diffs, self.shell = grade, snapshots, step_diffs, shell
         self._tree: str | None = None  # the work tree's last checkpoint (step_diffs)
@@ -66,8 +67,6 @@ class SandboxEnvironment:
 
     def start(self, episode: EpisodeRecord) -> None:
         """A sandbox of the episode's task at its base commit; a failure ends the episode (``error``)."""
-        from ..tools import Tools
-
         if not episode.running:  # its driver could not begin it
             return
         try:
@@ -118,7 +117,7 @@ class SandboxEnvironment:
             return
         step.diff = self.sandbox.tree_diff(self._tree, tree)
         if step.action.name == "bash" and not step.snapshot_taken:
-            changed = _first_path(step.diff)
+            changed = _snapshot_path(step.diff)
             if changed is not None:
                 step.snapshot, step.snapshot_taken = self.sandbox.tree_file(self._tree, changed), True
         self._tree = tree
@@ -206,17 +205,15 @@ def _may_change_files(call: ToolCall) -> bool:
     return call.name == "bash" or (call.name == "str_replace_editor" and call.arguments.get("command") in EDITS)
 
 
-def _first_path(diff: str) -> str | None:
-    """The first file a patch touches (its pre-image path; None when the patch only adds files)."""
-    from unidiff import PatchSet
+def _snapshot_path(diff: str) -> str | None:
+    """The file whose content before a bash step the reward applies a candidate's edit to (the first the
+    patch changes and does not add: ``rewards.patch.diff_files``, which reads it back)."""
+    from ..rewards.patch import diff_files
 
     try:
-        for patched in PatchSet(diff):
-            if not patched.is_added_file:
-                return patched.path
+        return diff_files(diff)[1]
     except Exception:  # a patch unidiff cannot read (binary sections, odd names): no snapshot, not a failure
-        pass
-    return None
+        return None
 
 
 def _reclaim(pool: SandboxPool, sandbox: Any) -> None:

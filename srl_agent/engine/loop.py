@@ -2,8 +2,8 @@
 
 A driver is anything with ``act(episodes) -> actions`` (one per running episode, in order), if it
 keeps per-episode state, ``begin(episode)`` (called once per episode, in row order, before its
-sandbox starts: ``episode.memo`` is the driver's), and, if it wants to see them, ``observe(episode, text)``: the environment's answer to a turn, a tool's observation
-or a format-error notice, given only while the episode goes on (a driver may end it, e.g. RLVR when its
+sandbox starts: ``episode.memo`` is the driver's), and, if it wants to see them,
+``observe(episode, text)``: the environment's answer to a turn, a tool's observation or a format-error notice, given only while the episode goes on (a driver may end it, e.g. RLVR when its
 token budget is spent: ``episode.stop(LENGTH)``). An action is a completion to parse (``<think>…</think>``
 and one call in ``style``), a ``ToolCall`` (scripted drivers: replay), or None (the driver has nothing
 more: ``stopped``). Who drives it:

@@ -135,7 +135,7 @@ def _against(candidate: dict[str, Any], base: str | None, expert_change: str, si
     return value, components, base is None
 
 
-def _diff_files(diff: str) -> tuple[dict[str, bool], str | None]:
+def diff_files(diff: str) -> tuple[dict[str, bool], str | None]:
     """The files a patch touches (path: whether it adds the file), and the first one it does not add
     (the file whose content before the step a bash step's snapshot holds)."""
     files = {f.path: f.is_added_file for f in PatchSet(diff)}
@@ -180,7 +180,7 @@ def bash_edit_similarity(
     before the step). The expert's change is every changed line of the patch, so an edit of one file
     of several earns only its share."""
     try:
-        files, snapshot_path = _diff_files(step_diff)
+        files, snapshot_path = diff_files(step_diff)
     except Exception as e:  # a patch unidiff cannot read: nothing to compare the effect with
         return 0.0, {"step_diff": f"unreadable: {type(e).__name__}"}, True
     target = next((p for p in files if _same_file(str(candidate.get("path", "")), p)), None)
