@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .engine import RESOLVED, EpisodeConfig, EpisodeRecord, SandboxEnvironment, 
 from .prompts import EXPERT_TASK_TEMPLATE, SYSTEM_PROMPT
 from .readers import NOT_A_TRAJECTORY, ReadReport, read_trajectories
 from .readers.base import ReadError
-from .schema import Step, Task, ToolCall, Trajectory
+from .schema import Task, ToolCall, Trajectory
 from .tools import FRESH, SESSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,17 +264,14 @@ def verified(traj: Trajectory, report: ReplayReport, episode: EpisodeRecord) -> 
     steps = []
     for step in traj.steps:
         ran = None if step.legacy else next(done, None)
-        steps.append(Step(step.thought, step.action, step.raw_action, step.observation, step.legacy,
-                          snapshot=ran.snapshot if ran is not None and ran.snapshot_taken else step.snapshot,
-                          diff=ran.diff if ran is not None else None))
+        steps.append(replace(step, snapshot=ran.snapshot if ran is not None and ran.snapshot_taken else step.snapshot,
+                             diff=ran.diff if ran is not None else None))
     # The row knows what the trajectory may not (repo, base commit, tests): kept where the trajectory is silent.
     known = traj.task.to_dict()
     task = {**{k: v for k, v in episode.task.items() if k in known}, **{k: v for k, v in known.items() if v}}
-    out = Trajectory(Task.from_dict(task), steps, traj.source_format, traj.submission, traj.resolved, traj.source,
-                     traj.system_prompt, traj.dropped_turns)
-    out.verified = {**report.summary(), "source": traj.source, "patch": report.diff, "outcome": episode.outcome,
-                    "exit_status": episode.exit_status}
-    return out
+    return replace(traj, task=Task.from_dict(task), steps=steps,
+                   verified={**report.summary(), "source": traj.source, "patch": report.diff,
+                             "outcome": episode.outcome, "exit_status": episode.exit_status})
 
 
 def write_verified(path: Path, replayed: Iterable[Trajectory]) -> int:
@@ -315,6 +312,7 @@ class ReplayRun:
     reports: list[ReplayReport]
     replayed: list[Trajectory]
     read: ReadReport
+    rows: list[dict[str, Any]] = field(default_factory=list)  # the dataset rows replayed, each once
     extra: dict[str, Any] = field(default_factory=dict)  # images pulled and pruned; the cluster ("ray")
 
     def summary(self) -> dict[str, Any]:
@@ -374,9 +372,10 @@ def replay_trajectories(
     task_rows = [rows[t.instance_id] for t in matched]
     if not task_rows:
         return ReplayRun([], [], read)
+    unique = list({r["instance_id"]: r for r in task_rows}.values())
     reports, replayed, cluster = [], [], {}
     with ImageSupply(client, pull=pull, prune=prune_images, progress=progress is not None) as images:
-        images.ensure(_unique(task_rows), bundled=dataset is None)
+        images.ensure(unique, bundled=dataset is None)
         runner = None
         try:
             if ray_address:
@@ -394,11 +393,7 @@ def replay_trajectories(
             record(_source_file(traj.source), episode, report)
         reports.append(report)
         replayed.append(verified(traj, report, episode))
-    return ReplayRun(reports, replayed, read, {**images.summary(), **cluster})
-
-
-def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return list({r["instance_id"]: r for r in rows}.values())
+    return ReplayRun(reports, replayed, read, unique, {**images.summary(), **cluster})
 
 
 def replay_tasks(task_ids: list[str] | None = None, **kwargs: Any) -> list[ReplayReport]:

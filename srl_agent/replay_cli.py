@@ -82,7 +82,7 @@ def replay_command(
 
         summary["verified"] = {"path": str(write_verified), "trajectories": write(write_verified, run.replayed)}
     if repeat:
-        summary["flaky"] = _flaky(run, dataset, eval_scripts_from, repeat, as_json)
+        summary["flaky"] = _flaky(run.rows, repeat, as_json)
     if not as_json:
         _print_steps(run.reports)
         for problem in run.read.errors[:SHOWN_PROBLEMS]:
@@ -92,16 +92,14 @@ def replay_command(
         raise typer.Exit(1)
 
 
-def _flaky(run, dataset: str | None, eval_scripts_from: str | None, repeat: int, as_json: bool) -> list[dict]:
-    from .evaluation.data import load_rows
+def _flaky(rows: list[dict], repeat: int, as_json: bool) -> list[dict]:
     from .flaky import flaky_tests
 
-    rows = {r["instance_id"]: r for r in load_rows(dataset, eval_scripts_from=eval_scripts_from)}
     out = []
-    for i, instance in enumerate(dict.fromkeys(r.instance_id for r in run.reports), 1):
+    for i, row in enumerate(rows, 1):
         if not as_json:
-            console.print(f"gold patch of {instance}: {repeat} grades ({i}/{len(run.reports)})")
-        out.append(flaky_tests(rows[instance], repeat))
+            console.print(f"gold patch of {row['instance_id']}: {repeat} grades ({i}/{len(rows)})")
+        out.append(flaky_tests(row, repeat))
     return out
 
 
