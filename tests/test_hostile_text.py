@@ -12,6 +12,7 @@ Expert steps are real ones from the bundled trajectories; expected reasons come 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -68,14 +69,28 @@ def _steps() -> list[dict]:
     return [s for group in by_kind.values() for s in group[:4]]
 
 
-STEPS = _steps()
+def _sed_step() -> dict:
+    """An expert bash step that edited a.py (a sed), with the zero-context diff replay records for it: the
+    policy's editor edits are then scored against that change (rewards.patch.bash_edit_similarity)."""
+    lines = SNAPSHOT.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if line.strip() and lines.count(line) == 1)  # a line found once
+    after = lines[:k] + ["# changed by sed\n"] + lines[k + 1 :]
+    hunks = "".join(list(difflib.unified_diff(lines, after, "a/a.py", "b/a.py", n=0))[2:])
+    call = {"name": "bash", "arguments": {"command": f"sed -i '{k + 1}s/.*/# changed by sed/' a.py"}}
+    return {"line": lines[k].rstrip("\n"), "prompt": [{"role": "user", "content": "fix it"}], "expert_action": render(ToolCall.from_dict(call)),
+            "expert_tool_call": call, "step_diff": f"diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n{hunks}"}
+
+
+SED = _sed_step()
+STEPS = [*_steps(), SED]
 VIEW = next(s for s in STEPS if s["expert_tool_call"]["arguments"].get("command") == "view")
 INSERT = next(s for s in STEPS if s["expert_tool_call"]["arguments"].get("command") == "insert")
 BASH = next(s for s in STEPS if s["expert_tool_call"]["name"] == "bash")
 
 
 def _snapshot(step: dict) -> str | None:
-    return SNAPSHOT if step["expert_tool_call"]["arguments"].get("command") in ("str_replace", "insert") else None
+    edits = step["expert_tool_call"]["arguments"].get("command") in ("str_replace", "insert")
+    return SNAPSHOT if edits or step.get("step_diff") else None
 
 
 def is_reward(r) -> bool:
@@ -98,7 +113,7 @@ def score_everywhere(c, step: dict) -> dict[tuple, list[tuple]]:
     which must score as it scores alone."""
     valid = THINK + step["expert_action"]
     columns = {"expert_action": [step["expert_action"]] * 2, "expert_tool_call": [step["expert_tool_call"]] * 2,
-               "file_snapshot": [_snapshot(step)] * 2}
+               "file_snapshot": [_snapshot(step)] * 2, "step_diff": [step.get("step_diff")] * 2}
     out = {}
     for mode, sim, style in CONFIGS:
         bare, sink, extra = srl_reward(mode, sim, style), _Sink(), {}
@@ -368,3 +383,28 @@ def test_every_real_form_still_reads(style):
         for i, text in enumerate(_forms(step)):
             if style in ("any", ("xml", "json", "bash")[i]):
                 assert parse_or_format_error(text, style) is None, (style, text[:200])
+
+
+@SETTINGS
+@given(value=json_values, key=st.sampled_from(["insert_line", "path", "old_str", "new_str", "file_text"]),
+       command=st.sampled_from(["insert", "str_replace", "create"]))
+def test_hostile_editor_edits_at_an_expert_sed_step_score_minus_one_or_within_the_unit_interval(value, key, command):
+    """The editor-vs-bash comparison is reached by any edit of the file an expert's sed changed."""
+    arguments = {"command": command, "path": "/testbed/a.py", "old_str": "x", "new_str": "y", "file_text": "z",
+                 "insert_line": 3} | {key: value}
+    scored = score_everywhere(THINK + render(ToolCall("str_replace_editor", arguments)), SED)
+    assert all(reason != UNSCORABLE for [(_, reason)] in scored.values())  # handled, not a last-resort catch
+
+
+def test_a_no_op_edit_at_an_expert_sed_step_earns_nothing():
+    """An edit that changes nothing (old_str = new_str), or that rewrites the file as it was, is no fix."""
+    line = SED["line"]
+    scorer = StepReward("tool-aware")
+    for args in ({"command": "str_replace", "path": "/testbed/a.py", "old_str": line, "new_str": line},
+                 {"command": "create", "path": "/testbed/a.py", "file_text": SNAPSHOT}):
+        b = scorer(THINK + render(ToolCall("str_replace_editor", args)), SED["expert_action"], SED["expert_tool_call"],
+                   SNAPSHOT, SED["step_diff"])
+        assert b.reward == 0.0, b.to_dict()
+    same = {"command": "str_replace", "path": "/testbed/a.py", "old_str": line, "new_str": "# changed by sed"}
+    assert scorer(THINK + render(ToolCall("str_replace_editor", same)), SED["expert_action"], SED["expert_tool_call"],
+                  SNAPSHOT, SED["step_diff"]).reward == 1.0
